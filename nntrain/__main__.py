@@ -1,0 +1,5 @@
+import sys
+
+from nntrain.cli import main
+
+sys.exit(main())

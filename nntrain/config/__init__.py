@@ -1,0 +1,290 @@
+"""From a path (and --set overrides) to a validated, frozen RunConfig, or one ConfigError
+listing every problem of the file with its key path."""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from nntrain import registry
+from nntrain.config.loader import Source, load_file, parse
+from nntrain.config.overrides import apply_overrides
+from nntrain.config.schema import RunConfig
+from nntrain.errors import ConfigError, KeyPath, Problem, did_you_mean, format_path
+
+
+@dataclass
+class LoadedConfig:
+    config: RunConfig
+    source: Source
+    overrides: dict[KeyPath, str] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative data paths in the file are relative to the file itself."""
+        return Path(self.source.name).resolve().parent
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> LoadedConfig:
+    """Read, override and validate a config file. Raises ConfigError with every problem."""
+    source = load_file(path)
+    return validate_source(source, overrides or [])
+
+
+def load_text(text: str, name: str = "<config>", overrides: list[str] | None = None) -> LoadedConfig:
+    return validate_source(parse(text, name), overrides or [])
+
+
+def validate_source(source: Source, overrides: list[str]) -> LoadedConfig:
+    data, applied = apply_overrides(source.data, overrides)
+    if not isinstance(data, dict):
+        raise _located(source, applied, [Problem(
+            f"the top level must be a mapping of sections (data, model, training), "
+            f"got {_describe(data)}")])
+    problems = check_layer_names(data)
+    config = None
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [_translate(err, data, source, applied) for err in exc.errors()] + problems
+    if problems:
+        problems.sort(key=lambda p: _order(source, p))
+        raise _located(source, applied, problems)
+    assert config is not None
+    return LoadedConfig(config, source, applied)
+
+
+def _order(source: Source, problem: Problem) -> tuple[int, int]:
+    pos = source.position(problem.path, key=problem.key)
+    return (pos.line, pos.column) if pos else (0, 0)
+
+
+def _located(source: Source, applied: dict[KeyPath, str], problems: list[Problem]) -> ConfigError:
+    """Fill in file and line for every problem: from the YAML, or the --set that set it."""
+    for p in problems:
+        if p.file is not None:
+            continue
+        expr = next((e for k, e in applied.items() if p.path[: len(k)] == k), None)
+        if expr is not None:
+            p.file = f"--set {expr}"
+            continue
+        p.file = source.name
+        pos = source.position(p.path, key=p.key)
+        if pos:
+            p.line, p.column = pos.line, pos.column
+    return ConfigError(problems[0].message, problems=problems)
+
+
+# --- layer names -------------------------------------------------------------------------
+
+# The arguments most often mistyped, checked here for a clear message before Keras sees them;
+# Keras's own constructors check everything else when the model is built.
+_POSITIVE_INT_ARGS = ("units", "filters", "input_dim", "output_dim")
+
+
+def check_layer_names(data: dict[str, Any]) -> list[Problem]:
+    """Activation names and common argument values inside layers (pydantic checks the types)."""
+    problems: list[Problem] = []
+    model = data.get("model")
+    layers = model.get("layers") if isinstance(model, dict) else None
+    if not isinstance(layers, list):
+        return problems
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, dict):
+            continue
+        for arg in _POSITIVE_INT_ARGS:
+            v = layer.get(arg)
+            if arg in layer and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+                problems.append(Problem(f"expected a positive integer, "
+                                        f"got {_describe(v)}", ("model", "layers", i, arg)))
+        rate = layer.get("rate")
+        if "rate" in layer and (isinstance(rate, bool) or not isinstance(rate, (int, float))
+                                or not 0 <= rate < 1):
+            problems.append(Problem(f"expected a fraction in [0, 1), got "
+                                    f"{_describe(rate)}", ("model", "layers", i, "rate")))
+        if "activation" not in layer:
+            continue
+        act = layer["activation"]
+        path: KeyPath = ("model", "layers", i, "activation")
+        if act is None:
+            continue
+        if isinstance(act, dict):
+            if "name" not in act:
+                problems.append(Problem("an activation with arguments needs a 'name', e.g. "
+                                        "{name: leaky_relu, negative_slope: 0.1}", path))
+                continue
+            act, path = act["name"], path + ("name",)
+        try:
+            registry.resolve("activation", act, registry.ACTIVATIONS)
+        except registry.UnknownName as exc:
+            problems.append(Problem(str(exc), path))
+    return problems
+
+
+# --- pydantic errors -> one-line messages ------------------------------------------------
+
+_YAML_BOOLEANS = {"yes", "no", "on", "off", "y", "n", "true", "false"}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, str):
+        return f"the text '{value}'"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _normalize_loc(loc: tuple[Any, ...], data: Any) -> KeyPath:
+    """Drop pydantic's union tags from an error location, leaving the key path in the file."""
+    out: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            out.append(part)
+        elif last and isinstance(part, (str, int)) and not str(part).startswith(
+                ("function-", "tagged-union")):
+            out.append(part)
+    return tuple(out)
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at a (raw pydantic) location, for 'did you mean' on unknown keys."""
+    tp: Any = RunConfig
+    for part in loc:
+        tp = _unwrap(tp)
+        origin = typing.get_origin(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if part not in tp.model_fields:
+                return []
+            tp = tp.model_fields[part].annotation
+        elif origin is list:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            tp = next((m for m in typing.get_args(tp) if _has_tag(m, part)), None)
+            if tp is None:
+                return []
+        else:
+            return []
+    tp = _unwrap(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return sorted({f for m in typing.get_args(tp) if isinstance(m, type)
+                       and issubclass(m, BaseModel) for f in m.model_fields})
+    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+
+
+def _has_tag(model: Any, tag: Any) -> bool:
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return False
+    for f in model.model_fields.values():
+        if typing.get_origin(f.annotation) is Literal and tag in typing.get_args(f.annotation):
+            return True
+    return False
+
+
+def _translate(err: dict[str, Any], data: Any, source: Source,
+               applied: dict[KeyPath, str]) -> Problem:
+    kind = err["type"]
+    raw_loc = tuple(err["loc"])
+    path = _normalize_loc(raw_loc, data)
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+    got = _describe(value)
+    text = source.texts.get(path, "")
+    hint = ""
+    if isinstance(value, bool) and text.lower() in _YAML_BOOLEANS - {"true", "false"}:
+        hint = f" (YAML reads an unquoted {text} as a boolean; write '{text}' in quotes)"
+    key = False
+    if kind == "extra_forbidden":
+        name = path[-1]
+        fields = _fields_at(raw_loc[:-1])
+        suggestion = did_you_mean(str(name), fields)
+        msg = f"unknown key '{name}'{suggestion}"
+        if fields and not suggestion:
+            msg += f"; valid keys here: {', '.join(fields)}"
+        key = True
+    elif kind == "missing":
+        msg = f"required key '{path[-1]}' is missing"
+        path = path[:-1] + (path[-1],)
+    elif kind in ("int_type", "int_from_float", "int_parsing"):
+        msg = f"expected an integer, got {got}{hint}"
+    elif kind in ("float_type", "float_parsing"):
+        msg = f"expected a number, got {got}{hint}"
+    elif kind == "string_type":
+        msg = f"expected a name (text), got {got}{hint}"
+    elif kind == "bool_type":
+        msg = f"expected true or false, got {got}"
+    elif kind in ("list_type", "too_short"):
+        msg = (f"expected a list, got {got}" if kind == "list_type"
+               else f"expected at least {ctx.get('min_length', 1)} item(s), got none")
+    elif kind in ("model_type", "dict_type", "model_attributes_type"):
+        msg = f"expected a mapping (key: value), got {got}{hint}"
+    elif kind == "greater_than":
+        what = "integer" if isinstance(value, int) else "number"
+        msg = (f"expected a positive {what}, got {value}" if ctx.get("gt") == 0
+               else f"expected a number greater than {ctx.get('gt')}, got {value}")
+    elif kind == "greater_than_equal":
+        msg = (f"expected a number >= {ctx.get('ge')} (not negative), got {value}")
+    elif kind in ("less_than", "less_than_equal"):
+        msg = (f"expected a fraction in [0, 1), got {value}" if ctx.get("lt") == 1
+               else f"expected at most {ctx.get('lt', ctx.get('le'))}, got {value}")
+    elif kind == "literal_error":
+        expected = ctx.get("expected", "")
+        msg = f"expected {expected}, got {got}"
+    elif kind == "union_tag_invalid":
+        tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+        tag = ctx.get("tag")
+        field_name = ctx.get("discriminator", "").strip("'")
+        suggestion = did_you_mean(str(tag), tags)
+        msg = (f"unknown {field_name} '{tag}'{suggestion}" if suggestion else
+               f"unknown {field_name} '{tag}'; choose one of: {', '.join(tags)}")
+        path = path + (field_name,)
+    elif kind == "union_tag_not_found":
+        field_name = ctx.get("discriminator", "").strip("'")
+        msg = f"required key '{field_name}' is missing"
+        path = path + (field_name,)
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
+    return Problem(msg, path, key=key)
+
+
+def locate(problem: Problem) -> str:
+    """'file:line:col: key.path' (or as much of it as is known) for printing."""
+    where = problem.file or ""
+    if problem.line is not None:
+        where += f":{problem.line}"
+        if problem.column is not None:
+            where += f":{problem.column}"
+    keypath = format_path(problem.path)
+    if keypath:
+        where = f"{where}: {keypath}" if where else keypath
+    return where

@@ -1,0 +1,196 @@
+"""Read a YAML config into plain data plus a map from key paths to file positions.
+
+PyYAML's safe loader is the base; on top of it this module makes YAML behave the way a config
+author expects and refuses hostile input quickly:
+
+- ``1e-3`` is a float (plain PyYAML reads it as a string);
+- duplicate keys are errors naming both lines;
+- only the plain YAML types are allowed: no ``!!python/...`` or other custom tags;
+- size, nesting depth and alias expansion are bounded, so a billion-laughs file is refused before
+  it is expanded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nntrain.errors import ConfigError, KeyPath, Problem
+
+MAX_FILE_BYTES = 1 << 20  # a config is a page of YAML; a megabyte is already absurd
+MAX_DEPTH = 64
+MAX_NODES = 100_000  # counted with aliases expanded
+
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "merge")
+}
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose floats follow YAML 1.2: 1e-3 and 1E5 are numbers."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+@dataclass(frozen=True)
+class Position:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclass
+class Source:
+    """Where a config came from: file name, the data, and positions of every key and value."""
+
+    name: str
+    data: Any
+    values: dict[KeyPath, Position]
+    keys: dict[KeyPath, Position]
+    texts: dict[KeyPath, str]  # the raw text of scalars, to explain YAML's surprises
+
+    def position(self, path: KeyPath, *, key: bool = False) -> Position | None:
+        """The closest known position for a key path (walking up to the parent if needed)."""
+        path = tuple(path)
+        while True:
+            if key and path in self.keys:
+                return self.keys[path]
+            if path in self.values:
+                return self.values[path]
+            if not path:
+                return None
+            path = path[:-1]
+            key = False
+
+
+def _mark(node: yaml.Node) -> Position:
+    return Position(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _error(name: str, message: str, mark: Any | None = None) -> ConfigError:
+    if mark is None:
+        return ConfigError(message, problems=[Problem(message, file=name)])
+    return ConfigError(message, problems=[
+        Problem(message, file=name, line=mark.line + 1, column=mark.column + 1)])
+
+
+def _check_size(node: yaml.Node, name: str) -> None:
+    """Refuse deep nesting and alias bombs by counting nodes with aliases expanded."""
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise _error(name, f"nesting deeper than {MAX_DEPTH} levels; a config never needs "
+                         "this", n.start_mark)
+        if id(n) in sizes:
+            return sizes[id(n)]
+        total = 1
+        if isinstance(n, yaml.SequenceNode):
+            total += sum(size(c, depth + 1) for c in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in n.value)
+        if total > MAX_NODES:
+            raise _error(name, f"the document expands to more than {MAX_NODES} values "
+                         "(aliases included); refusing it", n.start_mark)
+        sizes[id(n)] = total
+        return total
+
+    size(node, 0)
+
+
+def parse(text: str, name: str) -> Source:
+    """Parse YAML text; every error is a ConfigError with the file position."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise _error(name, f"file is larger than {MAX_FILE_BYTES // 1024} KiB; "
+                     "is this really a config?")
+    loader = _Loader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except RecursionError:
+            raise _error(name, "nesting too deep; a config never needs this") from None
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            problem = exc.problem or "invalid YAML"
+            raise _error(name, f"YAML syntax error: {problem}", mark) from None
+        except yaml.YAMLError as exc:
+            raise _error(name, f"YAML syntax error: {exc}") from None
+        if root is None:
+            raise _error(name, "the file is empty; a config is a mapping with at least "
+                         "'data', 'model' and 'training'")
+        _check_size(root, name)
+        source = Source(name, None, {}, {}, {})
+        source.data = _build(loader, root, (), source)
+        return source
+    finally:
+        loader.dispose()
+
+
+def _build(loader: _Loader, node: yaml.Node, path: KeyPath, source: Source) -> Any:
+    if node.tag not in _PLAIN_TAGS:
+        raise _error(source.name, f"tag {node.tag!r} is not allowed: configs hold plain "
+                     "values only", node.start_mark)
+    source.values[path] = _mark(node)
+    if isinstance(node, yaml.ScalarNode):
+        source.texts[path] = node.value
+        try:
+            return loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise _error(source.name, f"invalid value: {exc}", node.start_mark) from None
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(loader, child, path + (i,), source) for i, child in enumerate(node.value)]
+    loader.flatten_mapping(node)  # handles "<<: *defaults" merge keys
+    out: dict[Any, Any] = {}
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise _error(source.name, "mapping keys must be plain names", key_node.start_mark)
+        key = loader.construct_object(key_node)
+        if not isinstance(key, str):
+            key = key_node.value  # a key like "yes" or "1" is still the name the author wrote
+        if key in seen:
+            first = seen[key].start_mark.line + 1
+            raise _error(source.name, f"duplicate key '{key}' (first defined on line {first})",
+                         key_node.start_mark)
+        seen[key] = key_node
+        source.keys[path + (key,)] = _mark(key_node)
+        out[key] = _build(loader, value_node, path + (key,), source)
+    return out
+
+
+def load_file(path: str | Path) -> Source:
+    """Read and parse a config file; a missing or unreadable file is a ConfigError."""
+    p = Path(path)
+    name = str(path)
+    try:
+        if p.is_dir():
+            raise _error(name, "is a directory, not a config file")
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise _error(name, f"file is {size / 2**20:.1f} MiB; config files are limited to "
+                         f"{MAX_FILE_BYTES // 1024} KiB")
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise _error(name, "no such config file") from None
+    except OSError as exc:
+        raise _error(name, f"cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _error(name, f"not UTF-8 text (byte {exc.start}); is this a config file?") from None
+    return parse(text, name)

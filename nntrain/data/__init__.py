@@ -1,0 +1,1 @@
+"""Data: synthetic generators, file readers, splits."""

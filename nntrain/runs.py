@@ -1,0 +1,149 @@
+"""The run directory: where it goes, what it holds, and writing it so nothing is half-done.
+
+A run is assembled in a hidden staging directory next to its final place
+(``runs/.<name>.partial``) and renamed into place only when it finished, so a directory named
+like a run is always a complete run. Every file inside is written to a temporary file first and
+then renamed over its destination: a reader sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from nntrain.errors import NntrainError, RunExistsError, UsageError
+
+CONFIG = "config.yaml"
+HISTORY = "history.csv"
+METRICS = "metrics.json"
+MODEL = "model.keras"
+MANIFEST = "manifest.json"
+LABELS = "labels.json"
+
+# Refuse to start when less than this is free: a failed save at the end loses the whole run.
+MIN_FREE_BYTES = 16 << 20
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through a temporary sibling, fsync it, then rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; files should look normal
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def timestamp() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RunDir:
+    """A run being written. Files go to ``staging``; ``commit`` moves it to ``path``."""
+
+    def __init__(self, path: Path, staging: Path, force: bool):
+        self.path = path
+        self.staging = staging
+        self.force = force
+
+    @classmethod
+    def create(cls, root: str | Path, name: str, *, explicit_name: bool, force: bool = False,
+               need_bytes: int = 0) -> "RunDir":
+        """Reserve a new run directory under root; nothing existing is touched."""
+        root = Path(root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{root}: cannot create the runs directory: {exc.strerror}") from None
+        path = root / name
+        if not explicit_name:
+            # Default names are unique per run: config name plus the local start time.
+            stem = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+            path = root / stem
+            n = 2
+            while path.exists() or (root / f".{path.name}.partial").exists():
+                path, n = root / f"{stem}-{n}", n + 1
+        elif path.exists() and not force:
+            raise RunExistsError(f"{path}: a run with this name exists already; choose another "
+                                 "output.name or pass --force to replace it")
+        staging = root / f".{path.name}.partial"
+        if staging.exists():
+            shutil.rmtree(staging)  # left by a run that was killed before it could clean up
+        try:
+            staging.mkdir()
+        except OSError as exc:
+            raise UsageError(f"{root}: cannot write here: {exc.strerror}") from None
+        free = shutil.disk_usage(staging).free
+        if free < MIN_FREE_BYTES + need_bytes:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise NntrainError(f"{root}: only {free >> 20} MiB free on disk; the run needs about "
+                               f"{(MIN_FREE_BYTES + need_bytes) >> 20} MiB")
+        return cls(path, staging, force)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def file(self, name: str) -> Path:
+        return self.staging / name
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write_text(self.file(name), text)
+
+    def write_json(self, name: str, data: Any) -> None:
+        self.write_text(name, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+    def save_model(self, model: Any) -> None:
+        """model.save writes in place; save to a temporary name and rename instead."""
+        final = self.file(MODEL)
+        tmp = final.with_name(f".tmp-{os.getpid()}-{MODEL}")
+        try:
+            model.save(tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def commit(self) -> Path:
+        """Move the finished run into place (replacing an old one only with --force)."""
+        if self.path.exists():
+            if not self.force:
+                raise RunExistsError(f"{self.path}: appeared while training; the finished run "
+                                     f"is kept in {self.staging}")
+            trash = self.path.with_name(f".{self.path.name}.replaced-{os.getpid()}")
+            os.replace(self.path, trash)
+            os.replace(self.staging, self.path)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self.staging, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)

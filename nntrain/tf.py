@@ -1,0 +1,54 @@
+"""Import TensorFlow and Keras quietly, once, only when a command needs them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+_keras: Any = None
+
+
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to a temporary file; replay it if the block fails.
+
+    TensorFlow's C++ start-up banners (oneDNN, CPU features, "could not find CUDA drivers") are
+    written straight to fd 2 before its logging is configured, so TF_CPP_MIN_LOG_LEVEL does not
+    reach them. Standard error is ours, for progress and errors, so they are held back.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            tmp.seek(0)
+            os.write(2, tmp.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_keras() -> Any:
+    """Return the keras module on the TensorFlow backend."""
+    global _keras
+    if _keras is not None:
+        return _keras
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Set TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's start-up messages.
+    quiet = os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0"
+    with _captured_stderr() if quiet else contextlib.nullcontext():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # probes for GPUs, which logs on machines without
+        import keras
+    _keras = keras
+    return keras

@@ -1,0 +1,78 @@
+"""Shared helpers: run the real CLI in-process and write tiny configs to tmp_path."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch, tmp_path):
+    """Run `nntrain ARGS...` in-process with tmp_path as the working directory."""
+    from nntrain.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def write(tmp_path):
+    """write("run.yaml", text) -> path; the text is dedented."""
+
+    def _write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    return _write
+
+
+# A small, fast, learnable config used by many tests.
+TINY = """
+data:
+  source: generate
+  generator: moons
+  samples: 200
+  split: {validation: 0.1, test: 0.2}
+model:
+  layers:
+    - {type: dense, units: 8, activation: relu}
+    - {type: dense, units: 1, activation: sigmoid}
+training:
+  loss: binary_crossentropy
+  optimizer: {name: adam, learning_rate: 0.01}
+  metrics: [accuracy]
+  epochs: 2
+  batch_size: 32
+output:
+  name: tiny
+"""
+
+
+@pytest.fixture
+def tiny(write):
+    return write("tiny.yaml", TINY)
