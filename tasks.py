@@ -3,8 +3,9 @@
 
     python3 tasks.py quickstart   # set up .venv, then train the built-in example
     python3 tasks.py test         # set up .venv, then run the test suite (extra args go to pytest)
+    python3 tasks.py bench        # install PyTorch into .venv, then run benchmarks/ (see its README)
 
-Both are safe to run again: the environment is reused, and reinstalled only when
+All are safe to run again: the environment is reused, and reinstalled only when
 pyproject.toml or constraints.txt changed.
 """
 
@@ -62,6 +63,9 @@ def main(argv: list[str]) -> int:
     if command == "test":
         setup("test")
         return run(PYTHON, "-m", "pytest", *argv[1:])
+    if command == "bench":
+        setup("bench")
+        return run(PYTHON, ROOT / "benchmarks" / "run_all.py", *argv[1:])
     if command == "setup":
         setup("test")
         return 0

@@ -7,11 +7,14 @@ so ``nntrain --help`` and ``nntrain schema`` stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import traceback
+from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -20,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nntrain import __version__
-from nntrain.errors import EXIT_FAILURE, NntrainError, UsageError
+from nntrain.errors import EXIT_FAILURE, Interrupted, NntrainError, UsageError
 
 app = typer.Typer(
     name="nntrain",
@@ -35,6 +38,30 @@ EXIT_CODES_HELP = ("Exit codes: 0 success, 1 runtime failure, 2 bad usage, confi
                    "3 training diverged, 130 interrupted.")
 
 
+@contextlib.contextmanager
+def _positions(loaded: Any) -> Iterator[None]:
+    """Errors found after validation (data checks, model build) carry only key paths; give
+    them the file, line and column they came from."""
+    from nntrain.config import with_positions
+    from nntrain.errors import ConfigError
+
+    try:
+        yield
+    except ConfigError as exc:
+        raise with_positions(exc, loaded) from exc
+
+
+@contextlib.contextmanager
+def _signals(handler: Any) -> Iterator[None]:
+    """Route SIGINT and SIGTERM to handler for the duration of the block."""
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
 def _stderr() -> Console:
     # Created per call so that tests capturing sys.stderr see the output.
     return Console(file=sys.stderr, highlight=False, soft_wrap=True)
@@ -42,6 +69,7 @@ def _stderr() -> Console:
 
 class _State:
     quiet = False
+    argv: list[str] = []  # the command line as main() received it, for the manifest
 
 
 def _version(value: bool) -> None:
@@ -61,6 +89,11 @@ def _root(
 
 ConfigArg = Annotated[Path, typer.Argument(help="The run's YAML config file.", metavar="CONFIG",
                                            show_default=False)]
+DataOpt = Annotated[Optional[str], typer.Option(
+    "--data", "-d", metavar="FILE",
+    help="Read the data from this file, or - for standard input, instead of the config's "
+         "data.path (the config's data.source must be csv or npz, and says which this is). "
+         "Relative to the working directory.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", "-s", metavar="KEY=VALUE",
     help="Override a config value, e.g. --set training.epochs=50 --set "
@@ -71,51 +104,108 @@ SetOpt = Annotated[Optional[list[str]], typer.Option(
 
 @app.command(epilog=EXIT_CODES_HELP)
 def train(
-    config: ConfigArg,
+    config: Annotated[Optional[Path], typer.Argument(
+        help="The run's YAML config file (with --resume: optional, the run's own config is "
+             "used).", metavar="CONFIG", show_default=False)] = None,
     set_: SetOpt = None,
+    data: DataOpt = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", metavar="RUN_DIR", help="Continue an interrupted run in its directory, from "
+        "its last checkpoint. Only training.epochs may change (e.g. --set training.epochs=50).",
+        show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run of the same "
                                         "output.name.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as one JSON "
                                            "document on stdout instead of the run path.")] = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="Stream one JSON line per epoch on "
+                                        "stdout as training runs, then the --json document as "
+                                        "the last line (\"event\": \"epoch\", then "
+                                        "\"end\").")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors on "
                                         "stderr.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print more: the config and "
+                                          "data details, learning rate and rows/s per "
+                                          "epoch.")] = False,
 ) -> None:
     """Train the model a config describes and write a run directory.
 
     Prints the run directory on stdout (so `nntrain eval $(nntrain train c.yaml)` works), or
-    the results as JSON with --json. Progress and the final metrics go to stderr.
+    the results as JSON with --json, or a JSON line per epoch with --jsonl. Progress and the
+    final metrics go to stderr: a live display on a terminal, one line per epoch elsewhere.
     """
-    from nntrain.config import load_config
+    from nntrain import progress
+    from nntrain.loop import StopRequest
+    from nntrain.runs import CONFIG, RunDir
     from nntrain.train import train as run_training
 
-    err = _stderr()
-    loaded = load_config(config, set_ or [])
+    if quiet and verbose:
+        raise UsageError("--quiet and --verbose contradict each other; choose one")
+    if json_out and jsonl:
+        raise UsageError("--json and --jsonl both print the results on stdout; choose one "
+                         "(--jsonl's last line is the --json document)")
+    err = progress.make_console()
+    display = progress.TrainingDisplay(err, progress.QUIET if quiet else
+                                       progress.VERBOSE if verbose else progress.NORMAL)
+    if config is None and resume is None:
+        raise UsageError("name a config file to train, e.g. `nntrain train "
+                         "configs/quickstart.yaml`, or --resume RUN_DIR")
+    if config is None:
+        config = RunDir.open(resume).file(CONFIG)
+    loaded = _load(config, set_, data)
+    stop = StopRequest()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop:  # the second Ctrl-C stops at once
+            raise Interrupted(signum)
+        stop.request(signum)
+        if not quiet:
+            err.print("stopping after the current step and saving a checkpoint "
+                      "(Ctrl-C again to stop at once)")
 
     def on_prepared(prepared: Any) -> None:
-        if not quiet:
-            ds = prepared.dataset
-            err.print(f"data: {ds.source}, {len(ds.x_train)} train / {len(ds.x_val)} validation "
-                      f"/ {len(ds.x_test)} test rows, {ds.n_features} features; model: "
-                      f"{prepared.model.count_params():,} parameters")
+        display.begin(prepared, _summary_table(prepared.model))
 
     def on_epoch(epoch: int, total: int, logs: dict[str, float], seconds: float) -> None:
-        if not quiet:
-            width = len(str(total))
-            values = "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
-            err.print(f"epoch {epoch:>{width}}/{total}  {values}  ({seconds:.2f}s)")
+        display.epoch(epoch, total, logs, seconds)
+        if jsonl:
+            print(json.dumps(progress.epoch_event(epoch, total, logs, seconds)), flush=True)
 
-    run, result, prepared = run_training(loaded, argv=["nntrain", *sys.argv[1:]], force=force,
-                                         on_epoch=on_epoch, on_prepared=on_prepared)
-    if not quiet:
-        for note in prepared.notes:
-            err.print(f"note: {note}")
-        err.print(_metrics_table(result.metrics))
-        err.print(f"run directory: {run.path}")
-    if json_out:
-        print(json.dumps({"run_dir": str(run.path), "epochs": result.epochs_run,
-                          "seconds": round(result.seconds, 3), "metrics": result.metrics}))
+    with _positions(loaded), _signals(on_signal), display:
+        run, result, prepared = run_training(loaded, argv=["nntrain", *_State.argv],
+                                             force=force, resume=resume, stop=stop,
+                                             on_epoch=on_epoch, on_batch=display.on_batch,
+                                             on_prepared=on_prepared)
+    display.end([*(f"note: {note}" for note in prepared.notes),
+                 _metrics_table(result.metrics),
+                 *([f"resolved config: {run.path / CONFIG}",
+                    f"trained {result.epochs_run} epochs in {result.seconds:.2f}s"]
+                   if verbose else []),
+                 f"run directory: {run.path}"])
+    document = {"run_dir": str(run.path), "epochs": result.epochs_run,
+                "seconds": round(result.seconds, 3), "metrics": result.metrics}
+    if jsonl:
+        print(json.dumps(progress.end_event(document)), flush=True)
+    elif json_out:
+        print(json.dumps(document))
     else:
         print(run.path)
+
+
+def _load(config: Path, sets: list[str] | None, data: str | None) -> Any:
+    """Load and validate the config; --data FILE is --set data.path=FILE for file configs."""
+    from nntrain.config import validate_source
+    from nntrain.config.loader import load_file
+
+    source = load_file(config)
+    overrides = list(sets or [])
+    if data is not None:
+        section = source.data.get("data") if isinstance(source.data, dict) else None
+        kind = section.get("source") if isinstance(section, dict) else None
+        if kind not in ("csv", "npz"):
+            raise UsageError(f"--data needs a config whose data.source is csv or npz (it names "
+                             f"the target); {config} has data.source: {kind}")
+        overrides.append(f"data.path={json.dumps(data)}")
+    return validate_source(source, overrides)
 
 
 def _metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
@@ -135,17 +225,17 @@ def _metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
 # --- validate and schema -----------------------------------------------------------------
 
 @app.command(epilog=EXIT_CODES_HELP)
-def validate(config: ConfigArg, set_: SetOpt = None) -> None:
+def validate(config: ConfigArg, set_: SetOpt = None, data: DataOpt = None) -> None:
     """Check a config without training: every error at once, then a dry build of the model.
 
     Loads the data and builds the model to catch mismatches (labels, output units, input
     shape), prints the model summary on stderr and writes nothing.
     """
-    from nntrain.config import load_config
     from nntrain.train import prepare
 
-    loaded = load_config(config, set_ or [])
-    prepared = prepare(loaded)
+    loaded = _load(config, set_, data)
+    with _positions(loaded):
+        prepared = prepare(loaded)
     err = _stderr()
     err.print(_summary_table(prepared.model))
     err.print(f"{config}: OK ({prepared.task}, {len(prepared.dataset.x_train)} training rows)")
@@ -174,6 +264,41 @@ def schema() -> None:
     print(json.dumps(json_schema(), indent=2))
 
 
+# --- init --------------------------------------------------------------------------------
+
+class StarterTask(str, Enum):
+    binary = "binary"
+    multiclass = "multiclass"
+    regression = "regression"
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def init(
+    task: Annotated[StarterTask, typer.Option(
+        "--task", "-t", help="What the model predicts: binary (two classes), multiclass "
+        "(three or more) or regression (a number).")] = StarterTask.binary,
+    output: Annotated[str, typer.Option("--output", "-o", metavar="FILE",
+                                        help="File to write, or - for stdout.")] = "nntrain.yaml",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter config for a task; it trains as is on generated data."""
+    from nntrain.runs import atomic_write_text
+    from nntrain.starters import starter_config
+
+    if output == "-":
+        sys.stdout.write(starter_config(task.value, "FILE"))
+        sys.stdout.flush()
+        return
+    path = Path(output)
+    if path.exists() and not force:
+        raise UsageError(f"{path}: exists already; pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise UsageError(f"{path.parent}: no such directory")
+    atomic_write_text(path, starter_config(task.value, str(path)))
+    _stderr().print(f"wrote a {task.value} starter config to {path}; train it with: "
+                    f"nntrain train {path}", markup=False)
+
+
 # --- generate-data -----------------------------------------------------------------------
 
 @app.command("generate-data", epilog=EXIT_CODES_HELP)
@@ -190,18 +315,20 @@ def generate_data(
     noise: Annotated[float, typer.Option("--noise", min=0.0, help="Noise level.")] = 0.1,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the "
                                       "same bytes.")] = 42,
-    output: Annotated[str, typer.Option("--output", "-o", help="File to write (.csv), or - "
-                                        "for stdout.")] = "-",
+    output: Annotated[str, typer.Option("--output", "-o", help="File to write (.csv or "
+                                        ".npz), or - for stdout.")] = "-",
+    format_: Annotated[Optional[str], typer.Option(
+        "--format", metavar="csv|npz", help="csv (header x0,x1,...,y) or npz (arrays x, y and "
+        "feature_names). Default: from the output file's extension, else csv.",
+        show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the generators and exit.")] = False,
 ) -> None:
-    """Write a synthetic dataset as CSV (header x0,x1,...,y) to a file or stdout."""
-    import io
-
+    """Write a synthetic dataset as CSV or NPZ to a file or stdout."""
     from nntrain import registry
-    from nntrain.data.csvfile import write_csv
+    from nntrain.data.formats import choose_format, encode
     from nntrain.data.synthetic import GENERATORS, generate
-    from nntrain.runs import atomic_write_text
+    from nntrain.runs import atomic_write
 
     if list_:
         for name, gen in GENERATORS.items():
@@ -217,21 +344,253 @@ def generate_data(
     gen = GENERATORS[name]
     if features is not None and features < gen.min_features:
         raise UsageError(f"generator '{name}' needs at least {gen.min_features} features")
-    x, y = generate(name, samples, features, classes, noise, seed)
-    buf = io.StringIO()
-    write_csv(x, y, buf)
+    fmt = choose_format(output, format_)
+    if output == "-" and fmt != "csv" and sys.stdout.isatty():
+        raise UsageError(f"not writing binary {fmt.upper()} data to a terminal; pass -o FILE or "
+                         "pipe it into a program")
+    data = encode(*generate(name, samples, features, classes, noise, seed), fmt)
     if output == "-":
-        sys.stdout.write(buf.getvalue())
         sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
         return
     path = Path(output)
     if path.exists() and not force:
         raise UsageError(f"{path}: exists already; pass --force to overwrite it")
     if not path.parent.is_dir():
         raise UsageError(f"{path.parent}: no such directory")
-    atomic_write_text(path, buf.getvalue())
+    atomic_write(path, lambda fh: fh.write(data))
     if not _State.quiet:
         _stderr().print(f"wrote {samples} rows to {path}")
+
+
+# --- eval, predict, export, runs: using a trained model ------------------------------------
+
+ModelArg = Annotated[str, typer.Argument(
+    help="A run directory (it holds model.keras, config.yaml and labels.json), or a bare .keras "
+         "file. Loaded in Keras's safe mode: files with Python code (Lambda layers) are refused.",
+    metavar="RUN", show_default=False)]
+TargetOpt = Annotated[Optional[str], typer.Option(
+    "--target", metavar="COLUMN", help="The label (or value) column of --data. Default: the "
+    "run's target column; y for a bare .keras file.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors on stderr.")]
+
+
+@app.command("eval", epilog=EXIT_CODES_HELP)
+def eval_(
+    model: ModelArg,
+    data: Annotated[Optional[str], typer.Option(
+        "--data", "-d", metavar="FILE",
+        help="Score the rows of this CSV file or .npz archive (- for a CSV on stdin) instead of "
+             "the run's test rows; text labels are mapped through the run's labels.json.")] = None,
+    target: TargetOpt = None,
+    loss: Annotated[Optional[str], typer.Option(
+        "--loss", metavar="NAME", help="The loss to report (default: the run's, or the one "
+        "recorded in a .keras file). Also tells a classifier from a regressor.")] = None,
+    metrics: Annotated[Optional[list[str]], typer.Option(
+        "--metrics", "-m", metavar="NAMES", help="Metrics to compute instead of the run's, e.g. "
+        "--metrics accuracy,auc. Repeatable.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the results as one JSON "
+                                           "document on stdout.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score a trained model: on the run's own test rows, or on --data FILE.
+
+    The test rows are recreated exactly as in training (same file, seed and split). Prints a
+    metrics table on stderr; classifiers also get a confusion matrix and per-class precision
+    and recall, regressors MAE, RMSE and R².
+    """
+    from nntrain.evaluate import evaluate
+
+    names = [n.strip() for m in metrics or [] for n in m.split(",") if n.strip()]
+    result = evaluate(model, data, target=target, loss=loss,
+                      metrics=names if metrics is not None else None)
+    if not quiet:
+        err = _stderr()
+        what = "test rows" if result.data == "test" else f"rows of {result.data}"
+        err.print(f"{result.model}: {result.rows} {what}", markup=False)
+        err.print(_value_table("metrics", result.metrics))
+        if result.classes:
+            _print_classes(err, result)
+    if json_out:
+        print(json.dumps(result.to_json()))
+
+
+def _value_table(title: str, values: dict[str, Any]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in values.items():
+        table.add_row(name, "n/a" if value is None else f"{value:.4f}")
+    return table
+
+
+# Wider confusion matrices do not fit a terminal; --json has them whole.
+MAX_TABLE_CLASSES = 12
+
+
+def _print_classes(err: Console, result: Any) -> None:
+    classes = result.classes
+    if len(classes) > MAX_TABLE_CLASSES:
+        err.print(f"({len(classes)} classes: the confusion matrix and per-class metrics are in "
+                  "--json)")
+        return
+    matrix = Table(title="confusion matrix (rows: true, columns: predicted)",
+                   title_justify="left")
+    matrix.add_column("")
+    for c in classes:
+        matrix.add_column(c, justify="right")
+    for c, row in zip(classes, result.confusion):
+        matrix.add_row(c, *(str(v) for v in row))
+    err.print(matrix)
+    per_class = Table(title="per class", title_justify="left")
+    for name in ("class", "precision", "recall", "f1", "support"):
+        per_class.add_column(name, justify="left" if name == "class" else "right")
+    for c in classes:
+        m = result.per_class[c]
+        per_class.add_row(c, *("n/a" if m[k] is None else f"{m[k]:.4f}"
+                               for k in ("precision", "recall", "f1")), str(m["support"]))
+    err.print(per_class)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def predict(
+    model: ModelArg,
+    data: Annotated[str, typer.Option(
+        "--data", "-d", metavar="FILE", help="The CSV file to predict (- for stdin): a header "
+        "row and the run's feature columns; other columns are ignored.", show_default=False)],
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", metavar="csv|jsonl", help="csv (with a header) or jsonl (one JSON "
+        "object per line, same fields).")] = "csv",
+) -> None:
+    """Write one prediction per input row to stdout.
+
+    Classifiers: the predicted label (in the run's own label names) and one probability column
+    per class, p_<label>. Regressors: the predicted value(s). Streams: rows are read, predicted
+    and written chunk by chunk, so input of any length works in a pipe.
+    """
+    from nntrain.evaluate import predict as predict_rows
+
+    for text in predict_rows(model, data, fmt=fmt):
+        sys.stdout.write(text)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def export(
+    model: ModelArg,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", metavar="savedmodel|tflite|onnx",
+        help="savedmodel (TensorFlow Serving), tflite (devices) or onnx (needs "
+             "pip install 'nntrain[onnx]').", show_default=False)],
+    quantize: Annotated[Optional[str], typer.Option(
+        "--quantize", metavar="float16|int8", help="TFLite only: float16 weights, or int8 "
+        "weights and activations (calibrated on the run's training rows).")] = None,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", metavar="PATH", help="Where to write it. Default: RUN/export/ "
+        "(model.tflite, model-int8.tflite, saved_model/, model.onnx).")] = None,
+    data: Annotated[Optional[str], typer.Option(
+        "--data", "-d", metavar="FILE", help="CSV rows to check (and calibrate) the export "
+        "with, instead of the run's own data; needed for a bare .keras file.")] = None,
+    tolerance: Annotated[Optional[float], typer.Option(
+        "--tolerance", min=0.0, help="Accepted difference from the Keras model, relative to "
+        "max(1, largest output): the largest one (default 1e-4; float16 1e-2), or for int8 the "
+        "mean one (default 0.05).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing export.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Export a trained model for serving or devices, checked against the Keras model.
+
+    The export is run on up to 256 rows of the data and compared with the Keras model; the
+    largest difference is reported on stderr, and an export beyond tolerance is an error (nothing
+    is written). Prints the path written on stdout.
+    """
+    from nntrain.export import QUANTIZATIONS, export_model
+
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise UsageError(f"--quantize: expected one of {', '.join(QUANTIZATIONS)}, got "
+                         f"'{quantize}'")
+    done = export_model(model, fmt, quantize=quantize, output=output, force=force, data=data,
+                        tolerance=tolerance)
+    if not quiet:
+        what = f"{done.format} ({done.quantize})" if done.quantize else done.format
+        _stderr().print(f"exported {what}, {done.size:,} bytes; checked on {done.rows} rows: "
+                        f"max abs difference from Keras {done.max_diff:.3g}, mean "
+                        f"{done.mean_diff:.3g} (tolerance: {done.statistic} {done.tolerance:g})",
+                        markup=False)
+    print(done.path)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def runs(
+    directory: Annotated[str, typer.Argument(help="The runs directory.", metavar="DIR")] = "runs",
+    sort: Annotated[Optional[str], typer.Option(
+        "--sort", metavar="KEY", help="name, started, status, epochs, or a metric such as "
+        "test.accuracy or validation.loss (best first; a bare name means the headline "
+        "split).")] = None,
+    reverse: Annotated[bool, typer.Option("--reverse", "-r", help="Reverse the order.")] = False,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Also list staging directories "
+                                       "(.NAME.partial) with nothing to resume yet.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a "
+                                           "table.")] = False,
+) -> None:
+    """List past runs: name, start time, status, epochs and headline metrics (oldest first).
+
+    The headline metrics are the test loss and the first metric, or the validation ones when
+    a run has no test rows. The listing is the command's output, so it goes to stdout.
+    """
+    from nntrain.history import list_runs, sort_runs
+
+    found = list_runs(directory, include_incomplete=all_)
+    if sort is not None:
+        found = sort_runs(found, sort, reverse=reverse)
+    elif reverse:
+        found = found[::-1]
+    if json_out:
+        print(json.dumps([r.to_json() for r in found]))
+        return
+    if not found:
+        _stderr().print(f"no runs in {directory}", markup=False)
+        return
+    # In a pipe the table is data: never wrapped or cut to a terminal's width.
+    width = None if sys.stdout.isatty() else 1_000
+    Console(highlight=False, width=width).print(_runs_table(found, sort))
+
+
+def _local_time(iso: str | None) -> str:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M") if iso else ""
+    except ValueError:
+        return iso or ""
+
+
+def _runs_table(found: list[Any], sort: str | None) -> Table:
+    from nntrain.history import RUN_FIELDS
+
+    extra = sort if sort is not None and sort not in (*RUN_FIELDS, "loss") else None
+    table = Table(box=None, pad_edge=False)
+    for name in ("run", "started", "status", "epochs", "on", "loss", "metric"):
+        table.add_column(name, justify="right" if name in ("epochs", "loss") else "left")
+    if extra:
+        table.add_column(extra, justify="right")
+    for r in found:
+        started = _local_time(r.started)
+        epochs = "" if r.epochs is None else str(r.epochs)
+        if r.max_epochs is not None and r.epochs is not None and r.max_epochs != r.epochs:
+            epochs += f"/{r.max_epochs}"
+        split = r.headline_split
+        values = r.metrics.get(split, {}) if split else {}
+        loss = values.get("loss")
+        first = next(((k, v) for k, v in values.items() if k != "loss"), None)
+        row = [r.name, started, r.status, epochs, split or "",
+               "" if loss is None else f"{loss:.4f}",
+               f"{first[0]} {first[1]:.4f}" if first else ""]
+        if extra:
+            value = r.metric(extra)
+            row.append("" if value is None else f"{value:.4f}")
+        table.add_row(*row)
+    return table
 
 
 # --- entry point -------------------------------------------------------------------------
@@ -248,15 +607,8 @@ def _report(exc: NntrainError) -> None:
         err.print(line, markup=False)
 
 
-class _Interrupted(BaseException):
-    """Raised by our SIGINT/SIGTERM handler; a BaseException so nothing below swallows it."""
-
-    def __init__(self, signum: int):
-        self.signum = signum
-
-
 def _on_signal(signum: int, frame: Any) -> None:
-    raise _Interrupted(signum)
+    raise Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,10 +616,11 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("NNTRAIN_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    _State.argv = args
     try:
         # Standalone mode: Typer handles --help and usage errors (exit 2) and ends in SystemExit.
-        app(args=args, prog_name="nntrain")
+        with _signals(_on_signal):
+            app(args=args, prog_name="nntrain")
         return 0
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -276,9 +629,6 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         _report(exc)
         return exc.exit_code
-    except _Interrupted as exc:
-        print("nntrain: interrupted", file=sys.stderr)
-        return 128 + exc.signum
     except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a message
         if debug:
             traceback.print_exc()
@@ -286,6 +636,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nntrain: internal error: {type(exc).__name__}: {exc} "
                   "(run with --debug for the traceback, and please report it)", file=sys.stderr)
         return EXIT_FAILURE
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 KeyPath = tuple[str | int, ...]
 
@@ -61,6 +61,12 @@ class NntrainError(Exception):
         super().__init__(message or self.problems[0].message)
 
 
+def at_file(cls: type[NntrainError], path: object, message: str,
+            hint: str | None = None) -> NntrainError:
+    """An error about a file or directory, printed location first: ``PATH: message``."""
+    return cls(message, problems=[Problem(message, file=str(path))], hint=hint)
+
+
 class ConfigError(NntrainError):
     """The config (file, --set override or its meaning) is wrong."""
 
@@ -99,10 +105,9 @@ class TrainingDiverged(NntrainError):
     exit_code = EXIT_DIVERGED
 
 
-@dataclass
-class Located:
-    """A problem after the CLI resolved its place, ready to print."""
+class Interrupted(NntrainError):
+    """Stopped by SIGINT (exit 130) or SIGTERM (exit 143)."""
 
-    where: str
-    message: str
-    extra: list[str] = field(default_factory=list)
+    def __init__(self, signum: int, message: str = "interrupted"):
+        super().__init__(message)
+        self.exit_code = 128 + signum

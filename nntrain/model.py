@@ -7,10 +7,12 @@ constructors validate those arguments, and their errors are re-raised with the l
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any
 
 from nntrain import registry
 from nntrain.config.schema import LayerSpec, ModelConfig, NamedSpec, TrainingConfig
+from nntrain.data.preprocess import Normalization
 from nntrain.errors import ConfigError, KeyPath, did_you_mean
 from nntrain.tf import import_keras
 
@@ -19,10 +21,10 @@ def _layer_class(keras: Any, type_name: str) -> Any:
     return getattr(keras.layers, registry.LAYERS[type_name])
 
 
-def _accepted_args(keras: Any, cls: Any) -> set[str]:
-    """Keyword arguments a layer's constructor takes, including those of keras.layers.Layer."""
+def _accepted_args(cls: Any, base: Any) -> set[str]:
+    """Keyword arguments a constructor takes, including those its **kwargs pass to base."""
     names: set[str] = set()
-    for klass in (cls, keras.layers.Layer):
+    for klass in (cls, base):
         for p in inspect.signature(klass.__init__).parameters.values():
             if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self":
                 names.add(p.name)
@@ -49,8 +51,10 @@ def _activation_layer(keras: Any, spec: Any, path: KeyPath) -> Any:
     return name
 
 
-def _construct(keras: Any, cls: Any, args: dict[str, Any], path: KeyPath) -> Any:
-    accepted = _accepted_args(keras, cls)
+def _construct(keras: Any, cls: Any, args: dict[str, Any], path: KeyPath,
+               base: Any = None) -> Any:
+    """cls(**args), with a misspelled argument reported at its own key, with a suggestion."""
+    accepted = _accepted_args(cls, base if base is not None else keras.layers.Layer)
     for arg in args:
         if arg not in accepted:
             raise ConfigError.at(
@@ -58,7 +62,13 @@ def _construct(keras: Any, cls: Any, args: dict[str, Any], path: KeyPath) -> Any
                 f"{did_you_mean(arg, accepted)}", key=True)
     try:
         return cls(**args)
-    except (ValueError, TypeError) as exc:
+    except TypeError as exc:
+        missing = re.findall(r"'(\w+)'", str(exc)) if "required" in str(exc) else []
+        if missing:
+            raise ConfigError.at(path, f"{cls.__name__} needs {', '.join(missing)}, e.g. "
+                                 f"{missing[0]}: ...") from None
+        raise ConfigError.at(path, f"{cls.__name__}: {_first_line(exc)}") from None
+    except ValueError as exc:
         raise ConfigError.at(path, f"{cls.__name__}: {_first_line(exc)}") from None
 
 
@@ -97,11 +107,18 @@ def input_shape_of(model: ModelConfig) -> list[int] | None:
     return list(first) if first is not None else None
 
 
-def build_model(model: ModelConfig, input_shape: tuple[int, ...]) -> Any:
-    """Build the Sequential model layer by layer, so a shape error names its layer."""
+def build_model(model: ModelConfig, input_shape: tuple[int, ...],
+                normalization: Normalization | None = None) -> Any:
+    """Build the Sequential model layer by layer, so a shape error names its layer.
+
+    A normalization learned from the training rows (data.normalize) becomes the first layer,
+    so the saved model takes raw inputs.
+    """
     keras = import_keras()
     seq = keras.Sequential(name="nntrain_model")
     seq.add(keras.Input(shape=tuple(input_shape)))
+    if normalization is not None:
+        seq.add(normalization.layer(keras))
     for i, spec in enumerate(model.layers):
         path: KeyPath = ("model", "layers", i)
         for layer in build_layers(keras, spec, path):
@@ -116,10 +133,9 @@ def build_model(model: ModelConfig, input_shape: tuple[int, ...]) -> Any:
 def _named(keras: Any, module: str, table: dict[str, Any], spec: NamedSpec, path: KeyPath,
            **fixed: Any) -> Any:
     cls = getattr(getattr(keras, module), table[spec.name])
-    try:
-        return cls(**{**spec.args, **fixed})
-    except (ValueError, TypeError) as exc:
-        raise ConfigError.at(path, f"{cls.__name__}: {_first_line(exc)}") from None
+    base = {"losses": keras.losses.Loss, "metrics": keras.metrics.Metric,
+            "optimizers": keras.optimizers.Optimizer}[module]
+    return _construct(keras, cls, {**spec.args, **fixed}, path, base)
 
 
 def build_loss(training: TrainingConfig) -> Any:

@@ -8,8 +8,10 @@ then renamed over its destination: a reader sees the old file or the new one, ne
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -38,11 +40,35 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
+            _inject_fault(path, fh)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_writes: dict[str, int] = {}
+
+
+def _inject_fault(path: Path, fh: BinaryIO) -> None:
+    """Test seam for the fault-injection tests: NNTRAIN_FAULT=kill:NAME:N sends SIGKILL to this
+    process in the middle of the N-th write of file NAME (the temporary file is half-written);
+    NNTRAIN_FAULT=enospc:NAME:N fails that write as a full disk would."""
+    spec = os.environ.get("NNTRAIN_FAULT")
+    if not spec:
+        return
+    action, name, nth = spec.split(":")
+    if path.name != name:
+        return
+    _writes[name] = _writes.get(name, 0) + 1
+    if _writes[name] != int(nth):
+        return
+    if action == "kill":
+        fh.truncate(max(1, fh.tell() // 2))
+        fh.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
 def _umask() -> int:
@@ -60,12 +86,29 @@ def timestamp() -> str:
 
 
 class RunDir:
-    """A run being written. Files go to ``staging``; ``commit`` moves it to ``path``."""
+    """A run being written. Files go to ``staging``; ``commit`` moves it to ``path``.
+
+    A resumed run that is in its place already has ``staging == path``.
+    """
 
     def __init__(self, path: Path, staging: Path, force: bool):
         self.path = path
         self.staging = staging
         self.force = force
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        """An existing run, to resume: RUN_DIR itself, or its hidden staging directory when the
+        run was killed before it could be moved into place."""
+        path = Path(path)
+        if path.name.startswith(".") and path.name.endswith(".partial"):
+            return cls(path.with_name(path.name[1:-len(".partial")]), path, False)
+        staging = path.with_name(f".{path.name}.partial")
+        if (path / MANIFEST).is_file():
+            return cls(path, path, False)
+        if (staging / MANIFEST).is_file():
+            return cls(path, staging, False)
+        raise UsageError(f"{path}: not a run directory (no {MANIFEST})")
 
     @classmethod
     def create(cls, root: str | Path, name: str, *, explicit_name: bool, force: bool = False,
@@ -120,14 +163,18 @@ class RunDir:
         tmp = final.with_name(f".tmp-{os.getpid()}-{MODEL}")
         try:
             model.save(tmp)
-            with open(tmp, "rb") as fh:
+            with open(tmp, "r+b") as fh:
+                fh.seek(0, os.SEEK_END)
+                _inject_fault(final, fh)
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
 
     def commit(self) -> Path:
-        """Move the finished run into place (replacing an old one only with --force)."""
+        """Move the run into place (replacing an old one only with --force)."""
+        if self.staging == self.path:
+            return self.path
         if self.path.exists():
             if not self.force:
                 raise RunExistsError(f"{self.path}: appeared while training; the finished run "
@@ -141,9 +188,11 @@ class RunDir:
         return self.path
 
     def discard(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        if self.staging != self.path:
+            shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def read_json(path: Path) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+

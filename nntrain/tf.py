@@ -36,6 +36,14 @@ def _captured_stderr() -> Iterator[None]:
             os.close(saved)
 
 
+def quiet_stderr() -> contextlib.AbstractContextManager[None]:
+    """Hold back TensorFlow's C++ log lines (TFLite converter and interpreter chatter) for a
+    block; they are shown only if the block fails."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") == "0":
+        return contextlib.nullcontext()
+    return _captured_stderr()
+
+
 def import_keras() -> Any:
     """Return the keras module on the TensorFlow backend."""
     global _keras
@@ -45,10 +53,26 @@ def import_keras() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Set TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's start-up messages.
     quiet = os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0"
-    with _captured_stderr() if quiet else contextlib.nullcontext():
+    with _captured_stderr() if quiet else contextlib.nullcontext(), _without_matplotlib():
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # probes for GPUs, which logs on machines without
         import keras
     _keras = keras
     return keras
+
+
+@contextlib.contextmanager
+def _without_matplotlib() -> Iterator[None]:
+    """Keras imports matplotlib.pyplot at start-up when it is installed, for
+    keras.visualization, which nntrain never calls: half a second of CPU on every command.
+    Hide matplotlib while keras is imported; nntrain.plots imports it (without pyplot) when
+    a run draws its pictures."""
+    hidden = [name for name in ("matplotlib", "matplotlib.pyplot") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import` raise ImportError
+    try:
+        yield
+    finally:
+        for name in hidden:
+            sys.modules.pop(name, None)

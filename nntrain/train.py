@@ -3,10 +3,9 @@ progress goes to the ``on_epoch`` callback the caller passes in."""
 
 from __future__ import annotations
 
-import math
+import copy
 import platform
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,19 +16,37 @@ import yaml
 
 import nntrain
 from nntrain.config import LoadedConfig
-from nntrain.config.schema import CsvData, RunConfig
-from nntrain.data.dataset import Dataset, load_dataset
-from nntrain.errors import ConfigError, DataError, TrainingDiverged
+from nntrain.config.schema import RunConfig
+from nntrain.data.dataset import Dataset, load_dataset, resolve_paths
+from nntrain.data.preprocess import PREPROCESSING
+from nntrain import checkpoint
+from nntrain.checkpoint import CHECKPOINT, Checkpoint, LoopState
+from nntrain.errors import (
+    ConfigError,
+    DataError,
+    Interrupted,
+    TrainingDiverged,
+    UsageError,
+    did_you_mean,
+)
+from nntrain.loop import (
+    BatchCallback,
+    EpochCallback,
+    StopRequest,
+    loss_first,
+    run_loop,
+    steps_per_epoch,
+)
 from nntrain.model import build_loss, build_metrics, build_model, build_optimizer, input_shape_of
-from nntrain.runs import CONFIG, HISTORY, LABELS, MANIFEST, METRICS, RunDir, timestamp
+from nntrain.plots import write_plots
+from nntrain.runs import CONFIG, HISTORY, LABELS, MANIFEST, METRICS, RunDir, read_json, timestamp
+from nntrain.tensorboard_log import TENSORBOARD, TensorBoardLog
 from nntrain.tf import import_keras
 
 BINARY_LOSSES = {"binary_crossentropy", "binary_focal_crossentropy", "hinge", "squared_hinge"}
 SPARSE_LOSSES = {"sparse_categorical_crossentropy"}
 ONE_HOT_LOSSES = {"categorical_crossentropy", "categorical_focal_crossentropy",
                   "categorical_hinge", "kl_divergence"}
-
-EpochCallback = Callable[[int, int, dict[str, float], float], None]
 
 
 def task_of(config: RunConfig) -> str:
@@ -54,6 +71,7 @@ class Prepared:
     task: str
     n_classes: int | None
     notes: list[str] = field(default_factory=list)
+    monitors: dict[str, str] = field(default_factory=dict)  # see monitors()
 
     @property
     def config(self) -> RunConfig:
@@ -84,18 +102,18 @@ def check_task(config: RunConfig, ds: Dataset, task: str) -> tuple[Dataset, int 
     loss = config.training.loss.name
     idx, units, act = _output_layer(config)
     where = ("model", "layers", idx) if idx is not None else ("model", "layers")
-    y_all = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
+    y_all = ds.all_targets()
     if task == "regression":
         if units is not None and units != 1:
             raise ConfigError.at(where + ("units",), f"{loss} on one target column needs 1 "
                                  f"output unit, got {units}")
-        for name in ("y_train", "y_val", "y_test"):
-            setattr(ds, name, getattr(ds, name).astype(np.float32))
+        ds.encode_targets(task, None)
         return ds, None
     if ds.labels is None and not np.all(np.equal(np.mod(y_all, 1), 0)):
-        raise DataError(f"{loss} is a classification loss but the target has non-integer values "
-                        f"(e.g. {y_all[np.mod(y_all, 1) != 0][0]:g}); use a regression loss "
-                        "such as mse, or integer class labels")
+        raise ConfigError.at(("training", "loss"), f"{loss} is a classification loss but the "
+                             "target has non-integer values (e.g. "
+                             f"{y_all[np.mod(y_all, 1) != 0][0]:g}); use a regression loss "
+                             "such as mse, or integer class labels")
     y_all = y_all.astype(np.int64)
     if y_all.size and y_all.min() < 0:
         raise DataError(f"class labels must be 0 or more, found {y_all.min()}")
@@ -122,13 +140,7 @@ def check_task(config: RunConfig, ds: Dataset, task: str) -> tuple[Dataset, int 
             raise ConfigError.at(where + ("units",), f"the labels have {n_classes} classes but "
                                  f"the output layer has {units} units; use units: {n_classes}")
         n_classes = units or n_classes
-    for name in ("y_train", "y_val", "y_test"):
-        y = getattr(ds, name).astype(np.int64)
-        if task == "onehot":
-            y = np.eye(n_classes, dtype=np.float32)[y]
-        elif task == "binary":
-            y = y.astype(np.float32)
-        setattr(ds, name, y)
+    ds.encode_targets(task, n_classes)
     return ds, n_classes
 
 
@@ -139,7 +151,9 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     seed = config.training.seed
     keras.utils.set_random_seed(seed)
     task = task_of(config)
-    ds = load_dataset(config.data, seed, loaded.base_dir,
+    # A data path given on the command line is relative to where the command runs.
+    base = Path.cwd() if ("data", "path") in loaded.overrides else loaded.base_dir
+    ds = load_dataset(config.data, seed, base,
                       stratify_default=task != "regression")
     ds, n_classes = check_task(config, ds, task)
     shape = input_shape_of(config.model)
@@ -147,66 +161,53 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     if shape is not None and shape != data_shape:
         raise ConfigError.at(("model", "input_shape"), f"the data has input shape {data_shape} "
                              f"({ds.n_features} features) but the model expects {shape}")
-    model = build_model(config.model, tuple(shape or data_shape))
-    return Prepared(loaded, ds, model, task, n_classes)
+    model = build_model(config.model, tuple(shape or data_shape),
+                        normalization=ds.preprocessing.normalization)
+    prepared = Prepared(loaded, ds, model, task, n_classes, notes=list(ds.notes))
+    # Dry-build what fit() compiles with, so that a misspelled argument of the loss, optimizer
+    # or a metric is reported by `validate`, and by `train` before it creates a run directory.
+    problems = []
+    for build in (lambda: build_loss(config.training), lambda: build_metrics(config.training),
+                  lambda: build_optimizer(config.training, steps_per_epoch(
+                      len(ds.x_train), config.training.batch_size))):
+        try:
+            build()
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems[0].message, problems=problems)
+    prepared.monitors = monitors(prepared)
+    return prepared
 
 
-def _callbacks(keras: Any, prepared: Prepared, run: RunDir | None,
-               on_epoch: EpochCallback | None, rows: list[dict[str, float]]) -> list[Any]:
+def metric_names(config: RunConfig) -> list[str]:
+    """The names Keras logs: loss and each metric, with val_ versions when validating."""
+    return ["loss", *(m.args.get("name", m.name) for m in config.training.metrics)]
+
+
+def monitors(prepared: Prepared) -> dict[str, str]:
+    """What early stopping and reduce-on-plateau watch; 'val_x' falls back to 'x' when there are
+    no validation rows, which the run's notes say."""
     cfg = prepared.config.training
     has_val = len(prepared.dataset.x_val) > 0
-    total = cfg.epochs
-
-    def monitor(name: str) -> str:
-        if name.startswith("val_") and not has_val:
-            prepared.notes.append(f"no validation rows: monitoring '{name[4:]}' instead of "
-                                  f"'{name}'")
-            return name[4:]
-        return name
-
-    class Recorder(keras.callbacks.Callback):
-        """History row per epoch, written to the run directory as it happens."""
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self.t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            logs = _loss_first({k: float(v) for k, v in (logs or {}).items()})
-            row = {"epoch": epoch + 1, **logs}
-            rows.append(row)
-            if run is not None:
-                run.write_text(HISTORY, history_csv(rows))
-            bad = [k for k, v in logs.items() if not math.isfinite(v)]
-            if bad:
-                self.model.stop_training = True
-                self.diverged = (epoch + 1, bad[0], logs[bad[0]])
-            if on_epoch is not None:
-                on_epoch(epoch + 1, total, logs, time.perf_counter() - self.t0)
-
-        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                self.model.stop_training = True
-
-    recorder = Recorder()
-    recorder.diverged = None
-    callbacks = [recorder]
-    if cfg.early_stopping is not None:
-        es = cfg.early_stopping
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=monitor(es.monitor), patience=es.patience, min_delta=es.min_delta,
-            restore_best_weights=es.restore_best_weights))
-    if cfg.lr_schedule is not None and cfg.lr_schedule.type == "reduce_on_plateau":
-        s = cfg.lr_schedule
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor(s.monitor), factor=s.factor, patience=s.patience, min_lr=s.min_lr))
-    return callbacks
-
-
-def _loss_first(logs: dict[str, float]) -> dict[str, float]:
-    """loss, metrics, then val_loss, val_metrics: the order people read them in."""
-    return dict(sorted(logs.items(), key=lambda kv: (kv[0].startswith("val_"),
-                                                     kv[0] not in ("loss", "val_loss"))))
+    names = metric_names(prepared.config)
+    logged = names + [f"val_{n}" for n in names] if has_val else names
+    out: dict[str, str] = {}
+    for key, section in (("early_stopping", cfg.early_stopping),
+                         ("lr_schedule", cfg.lr_schedule)):
+        monitor = getattr(section, "monitor", None)
+        if monitor is None:
+            continue
+        if monitor.startswith("val_") and not has_val and monitor[4:] in names:
+            prepared.notes.append(f"no validation rows: {key} monitors '{monitor[4:]}' instead "
+                                  f"of '{monitor}'")
+            monitor = monitor[4:]
+        if monitor not in logged:
+            raise ConfigError.at(("training", key, "monitor"), f"'{monitor}' is not logged"
+                                 f"{did_you_mean(monitor, logged)}; choose one of: "
+                                 f"{', '.join(logged)}")
+        out[key] = monitor
+    return out
 
 
 def history_csv(rows: list[dict[str, float]]) -> str:
@@ -227,79 +228,51 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def steps_per_epoch(prepared: Prepared) -> int:
-    return max(1, math.ceil(len(prepared.dataset.x_train) / prepared.config.training.batch_size))
-
-
-def fit(prepared: Prepared, run: RunDir | None = None,
-        on_epoch: EpochCallback | None = None) -> TrainResult:
-    """Compile and train the prepared model; evaluate it on every split that has rows."""
-    keras = import_keras()
+def compile_model(prepared: Prepared) -> None:
     cfg = prepared.config.training
-    ds = prepared.dataset
-    model = prepared.model
-    model.compile(optimizer=build_optimizer(cfg, steps_per_epoch(prepared)),
-                  loss=build_loss(cfg), metrics=build_metrics(cfg),
-                  steps_per_execution=cfg.steps_per_execution)
-    rows: list[dict[str, float]] = []
-    callbacks = _callbacks(keras, prepared, run, on_epoch, rows)
-    has_val = len(ds.x_val) > 0
-    t0 = time.perf_counter()
-    model.fit(ds.x_train, ds.y_train, batch_size=cfg.batch_size, epochs=cfg.epochs,
-              shuffle=cfg.shuffle, verbose=0, callbacks=callbacks,
-              validation_data=(ds.x_val, ds.y_val) if has_val else None)
-    seconds = time.perf_counter() - t0
-    diverged = callbacks[0].diverged
-    if diverged is None and rows and not all(math.isfinite(v) for v in rows[-1].values()):
-        diverged = (rows[-1]["epoch"], "loss", rows[-1].get("loss"))
-    if diverged is not None or (rows == [] and cfg.epochs > 0):
-        epoch, metric, value = diverged or (1, "loss", float("nan"))
-        raise TrainingDiverged(f"training diverged: {metric} became {value} in epoch {epoch}",
-                               hint="try a lower learning rate (training.optimizer."
-                               "learning_rate), normalized inputs, or a smaller batch_size")
-    metrics = evaluate_splits(model, prepared)
-    history: dict[str, list[float]] = {}
-    for r in rows:
-        for k, v in r.items():
-            history.setdefault(k, []).append(v)
-    return TrainResult(history, metrics, len(rows), seconds)
+    prepared.model.compile(
+        optimizer=build_optimizer(cfg, steps_per_epoch(len(prepared.dataset.x_train),
+                                                       cfg.batch_size)),
+        loss=build_loss(cfg), metrics=build_metrics(cfg),
+        steps_per_execution=cfg.steps_per_execution)
 
 
 def evaluate_splits(model: Any, prepared: Prepared) -> dict[str, dict[str, float]]:
     ds = prepared.dataset
     batch = max(prepared.config.training.batch_size, 1024)  # bigger batches, same numbers
     out: dict[str, dict[str, float]] = {}
-    for split, x, y in (("train", ds.x_train, ds.y_train), ("validation", ds.x_val, ds.y_val),
-                        ("test", ds.x_test, ds.y_test)):
-        if len(x):
-            res = model.evaluate(x, y, batch_size=batch, verbose=0, return_dict=True)
-            out[split] = _loss_first({k: float(v) for k, v in res.items()})
+    for split in ("train", "validation", "test"):
+        if len(ds.split(split)[0]):
+            res = model.evaluate(**ds.inputs(split, batch), verbose=0, return_dict=True)
+            out[split] = loss_first({k: float(v) for k, v in res.items()})
     return out
 
 
 def resolved_config(loaded: LoadedConfig) -> dict[str, Any]:
     """The config with every default filled in and data paths made absolute."""
     data = loaded.config.model_dump(mode="json")
-    if isinstance(loaded.config.data, CsvData) and loaded.config.data.path != "-":
-        data["data"]["path"] = str((loaded.base_dir / loaded.config.data.path).resolve())
+    base = Path.cwd() if ("data", "path") in loaded.overrides else loaded.base_dir
+    data["data"] = resolve_paths(loaded.config.data, base).model_dump(mode="json")
     return data
 
 
-def manifest(prepared: Prepared, run: RunDir, argv: list[str], started: str, status: str,
-             result: TrainResult | None = None) -> dict[str, Any]:
+def manifest(prepared: Prepared, run: RunDir, status: str, *, command: list[str],
+             started: str, seconds: float = 0.0, epochs: int = 0,
+             resumes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
     ds = prepared.dataset
     return {
         "name": run.name,
-        "status": status,
+        "status": status,  # running, finished, interrupted, diverged or failed
         "started": started,
-        "finished": timestamp(),
-        "seconds": round(result.seconds, 3) if result else None,
-        "epochs_completed": result.epochs_run if result else 0,
+        "updated": timestamp(),
+        "seconds": round(seconds, 3),
+        "epochs_completed": epochs,
         "config_file": prepared.loaded.source.name,
-        "command": argv,
+        "command": command,
+        "resumes": resumes or [],
         "seed": prepared.config.training.seed,
         "task": prepared.task,
         "data": {
@@ -320,48 +293,176 @@ def manifest(prepared: Prepared, run: RunDir, argv: list[str], started: str, sta
     }
 
 
-def write_run(prepared: Prepared, run: RunDir, result: TrainResult, argv: list[str],
-              started: str) -> None:
-    """Everything a finished run holds; the manifest is written last."""
+def _config_text(prepared: Prepared, run: RunDir) -> str:
     header = (f"# Resolved by nntrain {nntrain.__version__} from {prepared.loaded.source.name}"
               + (f" with {' '.join('--set ' + e for e in prepared.loaded.overrides.values())}"
                  if prepared.loaded.overrides else "")
-              + f"\n# Every default is filled in; train it again with: "
+              + "\n# Every default is filled in; train it again with: "
               f"nntrain train {run.path / CONFIG}\n")
-    run.write_text(CONFIG, header + yaml.safe_dump(resolved_config(prepared.loaded),
-                                                  sort_keys=False))
-    run.write_text(HISTORY, history_csv([
-        {k: result.history[k][i] for k in result.history}
-        for i in range(result.epochs_run)]))
-    run.write_json(METRICS, result.metrics)
-    if prepared.dataset.labels:
-        run.write_json(LABELS, prepared.dataset.labels)
-    run.save_model(prepared.model)
-    run.write_json(MANIFEST, manifest(prepared, run, argv, started, "finished", result))
+    return header + yaml.safe_dump(resolved_config(prepared.loaded), sort_keys=False)
+
+
+def config_changes(old: Any, new: Any, path: str = "") -> list[str]:
+    """Differences between two resolved configs, as 'key.path: old -> new' lines."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in list(old) + [k for k in new if k not in old]:
+            sub = f"{path}.{key}" if path else str(key)
+            out += config_changes(old.get(key), new.get(key), sub)
+        return out
+    return [] if old == new else [f"{path}: {old!r} -> {new!r}"]
+
+
+@dataclass
+class _Session:
+    """One `nntrain train` invocation's view of its run: new or resumed."""
+
+    run: RunDir
+    state: LoopState
+    checkpoint: Checkpoint | None
+    started: str
+    command: list[str]
+    resumes: list[dict[str, Any]]
+
+
+def _start(prepared: Prepared, argv: list[str], force: bool) -> _Session:
+    out = prepared.config.output
+    name = out.name or _default_name(prepared.loaded.source.name)
+    params = prepared.model.count_params()
+    # The model, the checkpoint (weights, optimizer slots, best weights) and their temporaries.
+    run = RunDir.create(out.dir, name, explicit_name=out.name is not None, force=force,
+                        need_bytes=params * 4 * 8)
+    return _Session(run, LoopState(), None, timestamp(), argv, [])
+
+
+def _resume(prepared: Prepared, run_dir: Path, argv: list[str]) -> _Session:
+    """Open an earlier run and check that this config may continue it."""
+    run = RunDir.open(run_dir)
+    old_manifest = read_json(run.file(MANIFEST))
+    old = yaml.safe_load(run.file(CONFIG).read_text())
+    new = resolved_config(prepared.loaded)
+    changes = [c for c in config_changes(old, new)
+               if not c.startswith(("training.epochs:", "output."))]
+    if changes:
+        raise UsageError("only training.epochs may change when resuming; this config also "
+                         f"changes {'; '.join(changes)}")
+    if old_manifest["data"]["fingerprint"] != prepared.dataset.fingerprint:
+        raise UsageError(f"{run.path}: the data changed since this run started (its "
+                         "fingerprint differs); resuming would not continue the same run")
+    ckpt = checkpoint.load(run.file(CHECKPOINT))
+    if prepared.config.training.epochs < ckpt.state.epoch:
+        raise UsageError(f"{run.path}: {ckpt.state.epoch} epochs are done already; "
+                         f"training.epochs must be at least that, got "
+                         f"{prepared.config.training.epochs}")
+    if old_manifest["status"] == "finished" and \
+            prepared.config.training.epochs == ckpt.state.epoch:
+        raise UsageError(f"{run.path}: finished all {ckpt.state.epoch} epochs; to train longer "
+                         f"pass --set training.epochs=N with N > {ckpt.state.epoch}")
+    resumes = old_manifest.get("resumes", []) + [{"at": timestamp(), "command": argv}]
+    return _Session(run, ckpt.state, ckpt, old_manifest["started"], old_manifest["command"],
+                    resumes)
 
 
 def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = False,
-          on_epoch: EpochCallback | None = None,
-          on_prepared: Callable[[Prepared], None] | None = None) -> tuple[RunDir, TrainResult,
-                                                                          Prepared]:
-    """The whole pass: prepare, reserve the run directory, fit, write, move into place."""
+          resume: Path | None = None, stop: StopRequest | None = None,
+          on_epoch: EpochCallback | None = None, on_batch: BatchCallback | None = None,
+          on_prepared: Callable[[Prepared], None] | None = None,
+          ) -> tuple[RunDir, TrainResult, Prepared]:
+    """The whole pass: prepare, open the run directory, fit with checkpoints, write, move
+    into place. A stopped, diverged or failed run that has a checkpoint is moved into place
+    too, with its status in the manifest, so that it can be resumed."""
     prepared = prepare(loaded)
     if on_prepared is not None:
         on_prepared(prepared)
-    out = loaded.config.output
-    name = out.name or _default_name(loaded.source.name)
-    params = prepared.model.count_params()
-    run = RunDir.create(out.dir, name, explicit_name=out.name is not None, force=force,
-                        need_bytes=params * 4 * 4)
-    started = timestamp()
+    argv = argv or sys.argv
+    session = _resume(prepared, resume, argv) if resume else _start(prepared, argv, force)
+    run = session.run
+    stop = stop if stop is not None else StopRequest()
+    elapsed = 0.0
+
+    def write_status(status: str, state: LoopState) -> None:
+        run.write_text(HISTORY, history_csv(state.rows))
+        run.write_json(MANIFEST, manifest(
+            prepared, run, status, command=session.command, started=session.started,
+            seconds=elapsed, epochs=state.epoch, resumes=session.resumes))
+
+    # What the checkpoint on disk holds: a failure reports this, not the loop's newer state.
+    saved = session.state
+
+    def save(state: LoopState, best: list[np.ndarray] | None,
+             metrics: list[np.ndarray] | None) -> None:
+        nonlocal saved
+        checkpoint.save(run.file(CHECKPOINT), prepared.model, state, best, metrics)
+        saved = copy.deepcopy(state)
+        write_status("running", state)
+
     try:
-        result = fit(prepared, run, on_epoch)
-        write_run(prepared, run, result, argv or sys.argv, started)
+        run.write_text(CONFIG, _config_text(prepared, run))
+        write_status("running", session.state)
+        compile_model(prepared)
+        if session.checkpoint is not None:
+            checkpoint.restore(prepared.model, session.checkpoint)
+        board = TensorBoardLog(run.file(TENSORBOARD), prepared.model, on_epoch) \
+            if prepared.config.training.tensorboard else None
+        result = run_loop(prepared.model, prepared.dataset, prepared.config.training,
+                          state=session.state, checkpoint=session.checkpoint, save=save,
+                          monitors=prepared.monitors, stop=stop, on_epoch=board or on_epoch,
+                          on_batch=on_batch)
+        if board is not None:
+            board.close()
+        elapsed = result.seconds
+    except Interrupted:  # a second Ctrl-C: stop at once, keep the last checkpoint
+        _keep_or_discard(run, lambda: write_status("interrupted", saved))
+        raise
+    except BaseException:
+        _keep_or_discard(run, lambda: write_status("failed", saved))
+        raise
+    if result.interrupted is not None:
+        write_status("interrupted", result.state)
+        run.commit()
+        raise Interrupted(result.interrupted, f"interrupted after epoch {result.state.epoch} "
+                          f"(step {result.state.step}); the run is saved in {run.path}; "
+                          f"continue it with: nntrain train --resume {run.path}")
+    if result.diverged is not None:
+        epoch, quantity, value = result.diverged
+        _keep_or_discard(run, lambda: write_status("diverged", result.state))
+        raise TrainingDiverged(f"training diverged: {quantity} became {value} in epoch {epoch}",
+                               hint="try a lower learning rate (training.optimizer."
+                               "learning_rate), normalized inputs, or a smaller batch_size")
+    metrics = evaluate_splits(prepared.model, prepared)
+    history: dict[str, list[float]] = {}
+    for row in result.state.rows:
+        for k, v in row.items():
+            history.setdefault(k, []).append(v)
+    outcome = TrainResult(history, metrics, result.state.epoch, result.seconds)
+    try:
+        run.write_json(METRICS, metrics)
+        if prepared.dataset.labels:
+            run.write_json(LABELS, prepared.dataset.labels)
+        if prepared.dataset.preprocessing.recorded:
+            run.write_json(PREPROCESSING, prepared.dataset.preprocessing.to_json(
+                prepared.dataset.feature_names))
+        run.save_model(prepared.model)
+        if prepared.config.output.plots:
+            write_plots(prepared, run.staging, history)
+        write_status("finished", result.state)
         run.commit()
     except BaseException:
-        run.discard()
+        _keep_or_discard(run, lambda: write_status("failed", result.state))
         raise
-    return run, result, prepared
+    return run, outcome, prepared
+
+
+def _keep_or_discard(run: RunDir, write_status: Callable[[], None]) -> None:
+    """Keep a run that can be resumed (it has a checkpoint), with its status; drop the rest."""
+    if not run.file(CHECKPOINT).exists():
+        run.discard()
+        return
+    try:
+        write_status()
+        run.commit()
+    except OSError:
+        pass  # a full disk, say: the staging directory and its checkpoint stay for --resume
 
 
 def _default_name(source_name: str) -> str:

@@ -58,8 +58,8 @@ def test_all_problems_of_a_file_in_one_pass_in_file_order():
     ("loss: binary_crossentropy", "loss: binary_crossentopy",
      "training.loss: unknown loss 'binary_crossentopy' (did you mean 'binary_crossentropy'?)"),
     ("loss: binary_crossentropy", "loss: yes",
-     "training.loss: expected a mapping (key: value), got the boolean true (YAML reads an "
-     "unquoted yes as a boolean; write 'yes' in quotes)"),
+     "training.loss: expected a name (text), got the boolean true (YAML reads an unquoted "
+     "yes as a boolean; write 'yes' in quotes)"),
     ("activation: relu}", "activation: rellu}",
      "model.layers[0].activation: unknown activation 'rellu' (did you mean 'relu'?)"),
     ("samples: 100", "samples: 100, split: {test: 1.5}",
@@ -69,7 +69,7 @@ def test_all_problems_of_a_file_in_one_pass_in_file_order():
     ("generator: moons", "generator: moon", "data.generator: unknown generator 'moon' (did you "
                                             "mean 'moons'?)"),
     ("epochs: 3", "epochs: 3\n  optimizer: {name: adam, learning_rate: -1}",
-     "training.optimizer: learning_rate must be a positive number, got -1"),
+     "training.optimizer.learning_rate: expected a positive number, got -1"),
 ])
 def test_messages(old, new, expected):
     got = problems(GOOD.replace(old, new))

@@ -46,7 +46,7 @@ def validate_source(source: Source, overrides: list[str]) -> LoadedConfig:
         raise _located(source, applied, [Problem(
             f"the top level must be a mapping of sections (data, model, training), "
             f"got {_describe(data)}")])
-    problems = check_layer_names(data)
+    problems = check_layer_names(data, source.texts)
     config = None
     try:
         config = RunConfig.model_validate(data)
@@ -87,7 +87,8 @@ def _located(source: Source, applied: dict[KeyPath, str], problems: list[Problem
 _POSITIVE_INT_ARGS = ("units", "filters", "input_dim", "output_dim")
 
 
-def check_layer_names(data: dict[str, Any]) -> list[Problem]:
+def check_layer_names(data: dict[str, Any],
+                      texts: dict[KeyPath, str] | None = None) -> list[Problem]:
     """Activation names and common argument values inside layers (pydantic checks the types)."""
     problems: list[Problem] = []
     model = data.get("model")
@@ -119,6 +120,10 @@ def check_layer_names(data: dict[str, Any]) -> list[Problem]:
                                         "{name: leaky_relu, negative_slope: 0.1}", path))
                 continue
             act, path = act["name"], path + ("name",)
+        if not isinstance(act, str):
+            problems.append(Problem(f"expected a name (text), got {_describe(act)}"
+                                    f"{_yaml_hint(act, (texts or {}).get(path, ''))}", path))
+            continue
         try:
             registry.resolve("activation", act, registry.ACTIVATIONS)
         except registry.UnknownName as exc:
@@ -143,6 +148,13 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return repr(value)
+
+
+def _yaml_hint(value: Any, text: str) -> str:
+    """Why a name became a boolean: YAML reads an unquoted yes, no, on or off as one."""
+    if isinstance(value, bool) and text.lower() in _YAML_BOOLEANS - {"true", "false"}:
+        return f" (YAML reads an unquoted {text} as a boolean; write '{text}' in quotes)"
+    return ""
 
 
 def _normalize_loc(loc: tuple[Any, ...], data: Any) -> KeyPath:
@@ -177,25 +189,30 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    """The keys allowed at a (raw pydantic) location, for 'did you mean' on unknown keys."""
+def _type_at(loc: tuple[Any, ...]) -> Any:
+    """The schema's type at a (raw pydantic) location, or None where the schema has none."""
     tp: Any = RunConfig
     for part in loc:
         tp = _unwrap(tp)
         origin = typing.get_origin(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             if part not in tp.model_fields:
-                return []
+                return None
             tp = tp.model_fields[part].annotation
         elif origin is list:
             tp = typing.get_args(tp)[0]
         elif origin in (typing.Union, types.UnionType):
             tp = next((m for m in typing.get_args(tp) if _has_tag(m, part)), None)
             if tp is None:
-                return []
+                return None
         else:
-            return []
-    tp = _unwrap(tp)
+            return None
+    return _unwrap(tp)
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at a (raw pydantic) location, for 'did you mean' on unknown keys."""
+    tp = _type_at(loc)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return sorted({f for m in typing.get_args(tp) if isinstance(m, type)
                        and issubclass(m, BaseModel) for f in m.model_fields})
@@ -219,10 +236,7 @@ def _translate(err: dict[str, Any], data: Any, source: Source,
     value = err.get("input")
     ctx = err.get("ctx") or {}
     got = _describe(value)
-    text = source.texts.get(path, "")
-    hint = ""
-    if isinstance(value, bool) and text.lower() in _YAML_BOOLEANS - {"true", "false"}:
-        hint = f" (YAML reads an unquoted {text} as a boolean; write '{text}' in quotes)"
+    hint = _yaml_hint(value, source.texts.get(path, ""))
     key = False
     if kind == "extra_forbidden":
         name = path[-1]
@@ -234,12 +248,12 @@ def _translate(err: dict[str, Any], data: Any, source: Source,
         key = True
     elif kind == "missing":
         msg = f"required key '{path[-1]}' is missing"
-        path = path[:-1] + (path[-1],)
+        key = True  # point at the section that lacks it
     elif kind in ("int_type", "int_from_float", "int_parsing"):
         msg = f"expected an integer, got {got}{hint}"
     elif kind in ("float_type", "float_parsing"):
         msg = f"expected a number, got {got}{hint}"
-    elif kind == "string_type":
+    elif kind in ("string_type", "name_type"):
         msg = f"expected a name (text), got {got}{hint}"
     elif kind == "bool_type":
         msg = f"expected true or false, got {got}"
@@ -249,7 +263,8 @@ def _translate(err: dict[str, Any], data: Any, source: Source,
     elif kind in ("model_type", "dict_type", "model_attributes_type"):
         msg = f"expected a mapping (key: value), got {got}{hint}"
     elif kind == "greater_than":
-        what = "integer" if isinstance(value, int) else "number"
+        # From the schema, not the value: decay_rate: -1 is a bad number, not a bad integer.
+        what = "integer" if _type_at(raw_loc) is int else "number"
         msg = (f"expected a positive {what}, got {value}" if ctx.get("gt") == 0
                else f"expected a number greater than {ctx.get('gt')}, got {value}")
     elif kind == "greater_than_equal":
@@ -272,6 +287,10 @@ def _translate(err: dict[str, Any], data: Any, source: Source,
         field_name = ctx.get("discriminator", "").strip("'")
         msg = f"required key '{field_name}' is missing"
         path = path + (field_name,)
+        key = True
+    elif kind == "learning_rate":  # raised for the optimizer as a whole; point at the value
+        msg = f"expected a positive number, got {_describe(ctx.get('lr'))}"
+        path = path + ("learning_rate",)
     else:
         msg = err["msg"].removeprefix("Value error, ")
     return Problem(msg, path, key=key)
@@ -288,3 +307,10 @@ def locate(problem: Problem) -> str:
     if keypath:
         where = f"{where}: {keypath}" if where else keypath
     return where
+
+
+def with_positions(exc: ConfigError, loaded: LoadedConfig) -> ConfigError:
+    """Give a ConfigError raised after validation (model build, data checks) its file places."""
+    located = _located(loaded.source, loaded.overrides, exc.problems)
+    located.problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+    return located

@@ -23,7 +23,9 @@ from nntrain.errors import ConfigError, KeyPath, Problem
 
 MAX_FILE_BYTES = 1 << 20  # a config is a page of YAML; a megabyte is already absurd
 MAX_DEPTH = 64
-MAX_NODES = 100_000  # counted with aliases expanded
+# Values in the document, aliases expanded. Real configs hold a few hundred; PyYAML composes only
+# tens of thousands a second, so this also bounds the time a file under the size limit can take.
+MAX_NODES = 10_000
 
 _PLAIN_TAGS = {
     "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "merge")
@@ -31,7 +33,29 @@ _PLAIN_TAGS = {
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose floats follow YAML 1.2: 1e-3 and 1E5 are numbers."""
+    """SafeLoader whose floats follow YAML 1.2 (1e-3 and 1E5 are numbers), and which stops
+    composing at MAX_DEPTH or MAX_NODES, with the position, rather than at Python's recursion
+    limit or after seconds of parsing."""
+
+    def __init__(self, text: str, name: str):
+        super().__init__(text)
+        self.name = name
+        self.depth = 0
+        self.nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self.depth += 1
+        self.nodes += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _error(self.name, f"nesting deeper than {MAX_DEPTH} levels; a config "
+                             "never needs this", self.peek_event().start_mark)
+            if self.nodes > MAX_NODES:
+                raise _error(self.name, f"more than {MAX_NODES} values; a config never needs "
+                             "this many", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 _Loader.add_implicit_resolver(
@@ -65,7 +89,11 @@ class Source:
     texts: dict[KeyPath, str]  # the raw text of scalars, to explain YAML's surprises
 
     def position(self, path: KeyPath, *, key: bool = False) -> Position | None:
-        """The closest known position for a key path (walking up to the parent if needed)."""
+        """The closest known position for a key path, walking up to the parent if needed.
+
+        With key, a key's own position rather than its value's; for a missing key, that of
+        the closest parent key (the section that lacks it).
+        """
         path = tuple(path)
         while True:
             if key and path in self.keys:
@@ -75,18 +103,27 @@ class Source:
             if not path:
                 return None
             path = path[:-1]
-            key = False
 
 
 def _mark(node: yaml.Node) -> Position:
     return Position(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _error(name: str, message: str, mark: Any | None = None) -> ConfigError:
+def _error(name: str, message: str, mark: Any | None = None,
+           path: KeyPath = ()) -> ConfigError:
     if mark is None:
-        return ConfigError(message, problems=[Problem(message, file=name)])
+        return ConfigError(message, problems=[Problem(message, path, file=name)])
     return ConfigError(message, problems=[
-        Problem(message, file=name, line=mark.line + 1, column=mark.column + 1)])
+        Problem(message, path, file=name, line=mark.line + 1, column=mark.column + 1)])
+
+
+def _reader_error(name: str, text: str, exc: yaml.reader.ReaderError) -> ConfigError:
+    """PyYAML refuses control characters before parsing; say where, as a line and column."""
+    line = text.count("\n", 0, exc.position) + 1
+    column = exc.position - text.rfind("\n", 0, exc.position)
+    message = (f"character U+{exc.character:04X} is not allowed in YAML; is this a config "
+               "file?")
+    return ConfigError(message, problems=[Problem(message, file=name, line=line, column=column)])
 
 
 def _check_size(node: yaml.Node, name: str) -> None:
@@ -118,7 +155,10 @@ def parse(text: str, name: str) -> Source:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         raise _error(name, f"file is larger than {MAX_FILE_BYTES // 1024} KiB; "
                      "is this really a config?")
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text, name)
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(name, text, exc) from None
     try:
         try:
             root = loader.get_single_node()
@@ -127,6 +167,12 @@ def parse(text: str, name: str) -> Source:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             problem = exc.problem or "invalid YAML"
+            if "'\\t'" in problem:  # PyYAML's words for a tab are "found character '\t' ..."
+                problem = "found a tab character; YAML indentation must use spaces"
+            context = exc.context_mark
+            if exc.context and context and mark and context.line != mark.line:
+                # The cause is often where the construct began: an unclosed bracket or quote.
+                problem += f" ({exc.context} started on line {context.line + 1})"
             raise _error(name, f"YAML syntax error: {problem}", mark) from None
         except yaml.YAMLError as exc:
             raise _error(name, f"YAML syntax error: {exc}") from None
@@ -144,14 +190,14 @@ def parse(text: str, name: str) -> Source:
 def _build(loader: _Loader, node: yaml.Node, path: KeyPath, source: Source) -> Any:
     if node.tag not in _PLAIN_TAGS:
         raise _error(source.name, f"tag {node.tag!r} is not allowed: configs hold plain "
-                     "values only", node.start_mark)
+                     "values only", node.start_mark, path)
     source.values[path] = _mark(node)
     if isinstance(node, yaml.ScalarNode):
         source.texts[path] = node.value
         try:
             return loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
-            raise _error(source.name, f"invalid value: {exc}", node.start_mark) from None
+            raise _error(source.name, f"invalid value: {exc}", node.start_mark, path) from None
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, child, path + (i,), source) for i, child in enumerate(node.value)]
     loader.flatten_mapping(node)  # handles "<<: *defaults" merge keys
@@ -159,14 +205,15 @@ def _build(loader: _Loader, node: yaml.Node, path: KeyPath, source: Source) -> A
     seen: dict[Any, yaml.Node] = {}
     for key_node, value_node in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
-            raise _error(source.name, "mapping keys must be plain names", key_node.start_mark)
+            raise _error(source.name, "mapping keys must be plain names", key_node.start_mark,
+                         path)
         key = loader.construct_object(key_node)
         if not isinstance(key, str):
             key = key_node.value  # a key like "yes" or "1" is still the name the author wrote
         if key in seen:
             first = seen[key].start_mark.line + 1
             raise _error(source.name, f"duplicate key '{key}' (first defined on line {first})",
-                         key_node.start_mark)
+                         key_node.start_mark, path + (key,))
         seen[key] = key_node
         source.keys[path + (key,)] = _mark(key_node)
         out[key] = _build(loader, value_node, path + (key,), source)

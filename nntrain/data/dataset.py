@@ -1,22 +1,33 @@
-"""Datasets: load or generate the rows, split them, and check they fit the task."""
+"""Datasets: load or generate the rows, split them, handle missing values and learn the
+normalization from the training rows."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Union
 
 import numpy as np
 
-from nntrain.config.schema import CsvData, GeneratedData, Split
+from nntrain.config.schema import CsvData, GeneratedData, NpyData, NpzData, Split
 from nntrain.data import synthetic
-from nntrain.data.csvfile import read_csv
-from nntrain.errors import DataError
+from nntrain.data.arrays import read_npy, read_npz
+from nntrain.data.csvfile import Missing, Table, read_csv
+from nntrain.data.preprocess import Preprocessing, fill_values, fit_normalization, policy_name
+from nntrain.errors import ConfigError, DataError
+
+DataConfig = Union[GeneratedData, CsvData, NpzData, NpyData]
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass
 class Dataset:
-    """All rows of a run, already split. y holds int64 class indices or float32 values."""
+    """All rows of a run, already split. y holds int64 class indices or float32 values.
+
+    For streamed data (``data.stream: true``) the x_* and y_* are ``stream.StreamedRows``:
+    len() and .shape work, and ``inputs`` reads the rows from the file.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -29,46 +40,264 @@ class Dataset:
     fingerprint: str = ""
     source: str = ""
     extra: dict = field(default_factory=dict)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    notes: list[str] = field(default_factory=list)
+    # (task, classes) as check_task encoded the targets; streamed rows are encoded as read.
+    target_encoding: tuple[str, int | None] | None = None
 
     @property
     def n_features(self) -> int:
         return int(self.x_train.shape[1])
 
+    @property
+    def streamed(self) -> bool:
+        return not isinstance(self.x_train, np.ndarray)
 
-def fingerprint(x: np.ndarray, y: np.ndarray) -> str:
-    """sha256 of the rows as trained on: the same data gives the same fingerprint."""
+    def split(self, name: str) -> tuple[Any, Any]:
+        """(x, y) of 'train', 'validation' or 'test'."""
+        suffix = {"train": "train", "validation": "val", "test": "test"}[name]
+        return getattr(self, f"x_{suffix}"), getattr(self, f"y_{suffix}")
+
+    def all_targets(self) -> np.ndarray:
+        """Every target value; for streamed rows, the few that decide check_task's checks
+        (the smallest, the largest and the first non-integer one)."""
+        if self.streamed:
+            return self.y_train.summary
+        return np.concatenate([self.y_train, self.y_val, self.y_test])
+
+    def encode_targets(self, task: str, n_classes: int | None) -> None:
+        """Targets as the loss wants them: float32 values, 0/1 floats, int64 indices or
+        one-hot rows ('regression', 'binary', 'multiclass', 'onehot')."""
+        self.target_encoding = (task, n_classes)
+        if self.streamed:
+            return
+        for name in ("y_train", "y_val", "y_test"):
+            y = getattr(self, name)
+            if task == "regression":
+                y = y.astype(np.float32)
+            elif task == "onehot":
+                y = np.eye(n_classes, dtype=np.float32)[y.astype(np.int64)]
+            elif task == "binary":
+                y = y.astype(np.int64).astype(np.float32)
+            else:
+                y = y.astype(np.int64)
+            setattr(self, name, y)
+
+    def inputs(self, split: str, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+               skip: int = 0) -> dict[str, Any]:
+        """Keyword arguments for model.fit, evaluate or predict on one split: x, y and
+        batch_size for arrays (in order: the caller orders rows itself), or for streamed data
+        {x: a tf.data pipeline} over the split's rows in the file, shuffled with ``seed`` when
+        ``shuffle``, its first ``skip`` batches left out (for resuming mid-epoch)."""
+        x, y = self.split(split)
+        if not self.streamed:
+            return {"x": x, "y": y, "batch_size": batch_size}
+        from nntrain.data.stream import pipeline
+
+        data = pipeline(x, batch_size, shuffle=shuffle, seed=seed,
+                        encoding=self.target_encoding, fill=self.preprocessing.fill)
+        return {"x": data.skip(skip) if skip else data}
+
+
+def fingerprint(x: np.ndarray, y: np.ndarray, *more: np.ndarray) -> str:
+    """sha256 of the rows as read: the same data gives the same fingerprint."""
     h = hashlib.sha256()
-    for a in (x, y):
+    for a in (x, y, *more):
         a = np.ascontiguousarray(a)
         h.update(str((a.dtype.str, a.shape)).encode())
         h.update(a.tobytes())
     return "sha256:" + h.hexdigest()
 
 
-def load_dataset(cfg: GeneratedData | CsvData, seed: int, base_dir: Path,
+def load_dataset(cfg: DataConfig, seed: int, base_dir: Path,
                  stratify_default: bool = False) -> Dataset:
-    """Read or draw the rows named by the config and split them."""
-    labels = None
+    """Read or draw the rows named by the config, split them, handle missing values (the
+    config's policy) and learn the normalization from the training rows.
+
+    The same config, seed and files give the same rows, so eval and predict recreate a run's
+    splits with ``load_dataset(config.data, config.training.seed, base_dir,
+    stratify_default=task != "regression")`` followed by ``train.check_task`` (which encodes the
+    targets), x_test included and missing values already handled. The normalization is the
+    model's first layer: never apply it again. For new rows, apply
+    ``Preprocessing.from_json(run_dir / "preprocessing.json").fill_missing(x)`` when the run has
+    that file. With ``data.stream`` the splits stay in the file: use ``ds.inputs("test", n)``.
+    """
+    if isinstance(cfg, CsvData) and cfg.stream:
+        from nntrain.data.stream import load_streamed
+
+        return load_streamed(cfg, seed, base_dir)
+    check_separate_files(cfg)
+    policy = policy_name(getattr(cfg, "missing", "error"))
+    tables, names = _read_tables(cfg, seed, base_dir, _parser_missing(policy))
+    labels = _merge_labels(tables, names)
+    raw = [a for t in tables.values() for a in (t.x, t.y)]
+    dropped = 0
+    if policy == "drop":
+        for part, table in tables.items():
+            tables[part], n = _drop_missing(table, names[part])
+            dropped += n
+    if labels is not None:
+        for table in tables.values():
+            table.y = table.y.astype(np.int64)
+    main = tables["main"]
+    x, y = main.x, main.y
+    stratify = cfg.split.stratify if cfg.split.stratify is not None else stratify_default
+    parts = split_rows(len(x), cfg.split, seed, y if stratify else None)
+    train, val, test = (np.asarray(p, dtype=np.int64) for p in parts)
+    split = {"train": (x[train], y[train]), "validation": (x[val], y[val]),
+             "test": (x[test], y[test])}
+    for part in ("validation", "test"):
+        if part in tables:
+            split[part] = (tables[part].x, tables[part].y)
+    fill = fill_values(policy, getattr(getattr(cfg, "missing", None), "fill", None),
+                       split["train"][0], main.feature_names, names["main"])
+    if fill is not None:
+        pre = Preprocessing(policy, fill)
+        split = {k: (pre.fill_missing(xs), ys) for k, (xs, ys) in split.items()}
+    norm = fit_normalization(getattr(cfg, "normalize", "none"), split["train"][0])
+    ds = Dataset(*split["train"], *split["validation"], *split["test"], main.feature_names,
+                 labels, fingerprint(*raw), _describe(names),
+                 preprocessing=Preprocessing(policy, fill, norm, dropped))
+    if dropped:
+        ds.notes.append(f"dropped {dropped} row{'s' if dropped != 1 else ''} with missing "
+                        "values (data.missing: drop)")
+    return ds
+
+
+def _parser_missing(policy: str) -> Missing:
+    return "error" if policy == "error" else "drop" if policy == "drop" else "keep"
+
+
+def _read_tables(cfg: DataConfig, seed: int, base_dir: Path,
+                 missing: Missing) -> tuple[dict[str, Table], dict[str, str]]:
+    """The main file's rows and those of separate validation and test files, by part."""
     if isinstance(cfg, GeneratedData):
         x, y = synthetic.generate(cfg.generator, cfg.samples, cfg.features, cfg.classes,
                                   cfg.noise, cfg.seed if cfg.seed is not None else seed)
         names = [f"x{i}" for i in range(x.shape[1])]
-        source = f"generate:{cfg.generator}"
-    else:
-        path = cfg.path if cfg.path == "-" else str(_resolve(cfg.path, base_dir))
-        table = read_csv(path, cfg.target, cfg.features, name=cfg.path)
-        x, y, names, labels = table.x, table.y, table.feature_names, table.labels
-        source = cfg.path
-    stratify = cfg.split.stratify if cfg.split.stratify is not None else stratify_default
-    parts = split_rows(len(x), cfg.split, seed, y if stratify else None)
-    train, val, test = (np.asarray(p, dtype=np.int64) for p in parts)
-    return Dataset(x[train], y[train], x[val], y[val], x[test], y[test], names, labels,
-                   fingerprint(x, y), source)
+        return {"main": Table(x, y, names, None)}, {"main": f"generate:{cfg.generator}"}
+    tables: dict[str, Table] = {}
+    names: dict[str, str] = {}
+    for part, where in data_files(cfg).items():
+        if isinstance(cfg, NpyData):
+            x_path, y_path = where
+            names[part] = f"{x_path}, {y_path}"
+            tables[part] = read_npy(_local(x_path, base_dir), _local(y_path, base_dir),
+                                    cfg.features, x_path, y_path, missing=missing)
+        elif isinstance(cfg, NpzData):
+            names[part] = "<stdin>" if where == "-" else where
+            tables[part] = read_npz(_local(where, base_dir), cfg.x, cfg.y, cfg.features,
+                                    where, missing=missing)
+        else:
+            names[part] = "<stdin>" if where == "-" else where
+            # The other files' columns by the main file's names, in its order.
+            features = cfg.features or (tables["main"].feature_names if tables else None)
+            tables[part] = read_csv(_local(where, base_dir), cfg.target, features,
+                                    name=where, missing=missing)
+    widths = {tuple(t.x.shape[1:]) for t in tables.values()}
+    if len(widths) > 1:
+        part = next(p for p, t in tables.items() if t.x.shape[1:] != tables["main"].x.shape[1:])
+        raise DataError.in_file(names[part], f"has inputs of shape {list(tables[part].x.shape[1:])}"
+                                f" but {names['main']} has {list(tables['main'].x.shape[1:])}; "
+                                "every file needs the same features")
+    return tables, names
 
 
-def _resolve(path: str, base_dir: Path) -> Path:
+def data_files(cfg: DataConfig) -> dict[str, Any]:
+    """The files a file source reads, by part: 'main', and 'validation'/'test' when separate.
+    Paths as written in the config (npy: an (x_path, y_path) pair)."""
+    if isinstance(cfg, NpyData):
+        files: dict[str, Any] = {"main": (cfg.x_path, cfg.y_path)}
+        for part in ("validation", "test"):
+            pair = getattr(cfg, part)
+            if pair is not None:
+                files[part] = (pair.x_path, pair.y_path)
+        return files
+    if isinstance(cfg, (CsvData, NpzData)):
+        files = {"main": cfg.path}
+        for part in ("validation", "test"):
+            path = getattr(cfg, f"{part}_path")
+            if path is not None:
+                files[part] = path
+        return files
+    return {}
+
+
+def resolve_paths(cfg: DataConfig, base_dir: Path) -> DataConfig:
+    """The config with every data path absolute (relative ones are taken from base_dir)."""
+
+    def absolute(path: str) -> str:
+        return path if path == "-" else str((base_dir / Path(path).expanduser()).resolve())
+
+    update: dict[str, Any] = {}
+    for key in ("path", "validation_path", "test_path", "x_path", "y_path"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, str):
+            update[key] = absolute(value)
+    for part in ("validation", "test"):
+        pair = getattr(cfg, part, None) if isinstance(cfg, NpyData) else None
+        if pair is not None:
+            update[part] = pair.model_copy(update={"x_path": absolute(pair.x_path),
+                                                   "y_path": absolute(pair.y_path)})
+    return cfg.model_copy(update=update) if update else cfg
+
+
+def check_separate_files(cfg: DataConfig) -> None:
+    """A split read from its own file takes no fraction of the main file."""
+    files = data_files(cfg)
+    for part, key in (("validation", "validation"), ("test", "test")):
+        if part in files and getattr(cfg.split, key) > 0:
+            where = "data.validation_path" if part == "validation" else "data.test_path"
+            if isinstance(cfg, NpyData):
+                where = f"data.{part}"
+            raise ConfigError.at(("data", "split", key), f"the {part} rows come from {where}, "
+                                 f"so split.{key} must be 0 (it would take {part} rows from the "
+                                 "main file too); remove it")
+
+
+def _local(path: str, base_dir: Path) -> str:
+    if path == "-":
+        return path
     p = Path(path).expanduser()
-    return p if p.is_absolute() else base_dir / p
+    return str(p if p.is_absolute() else base_dir / p)
+
+
+def _describe(names: dict[str, str]) -> str:
+    extra = [f"{part}: {names[part]}" for part in ("validation", "test") if part in names]
+    return names["main"] + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _merge_labels(tables: dict[str, Table], names: dict[str, str]) -> list[str] | None:
+    """One label list for all files; each file's class indices renumbered into it."""
+    with_labels = {p: t for p, t in tables.items() if t.labels is not None}
+    if not with_labels:
+        return None
+    if len(with_labels) != len(tables):
+        text = next(iter(with_labels))
+        numeric = next(p for p in tables if p not in with_labels)
+        raise DataError.in_file(names[numeric], f"the targets here are numbers, but in "
+                                f"{names[text]} they are text labels; use the same kind of "
+                                "labels in every file")
+    labels = sorted(set().union(*(t.labels for t in with_labels.values())))
+    index = {label: i for i, label in enumerate(labels)}
+    for table in tables.values():
+        mapping = np.asarray([index[label] for label in table.labels], dtype=np.float64)
+        known = ~np.isnan(table.y.astype(np.float64))
+        y = np.full(len(table.y), np.nan)
+        y[known] = mapping[table.y[known].astype(np.int64)]
+        table.y = y if not known.all() else y.astype(np.int64)
+        table.labels = labels
+    return labels
+
+
+def _drop_missing(table: Table, name: str) -> tuple[Table, int]:
+    keep = np.isfinite(table.x.reshape(len(table.x), -1)).all(axis=1)
+    keep &= np.isfinite(table.y.astype(np.float64))
+    if not keep.any():
+        raise DataError.in_file(name, f"every one of its {len(keep)} rows has a missing value; "
+                                "nothing is left after data.missing: drop")
+    dropped = int(len(keep) - keep.sum())
+    return Table(table.x[keep], table.y[keep], table.feature_names, table.labels), dropped
 
 
 def split_rows(n: int, split: Split, seed: int,

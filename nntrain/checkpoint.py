@@ -1,0 +1,119 @@
+"""Checkpoints that resume bit for bit.
+
+One file, ``checkpoint.npz``, written atomically (a kill during the write leaves the previous
+checkpoint intact). It holds every variable that decides what training does next, by position
+and checked by name on restore:
+
+- the model's variables, including Dropout's seed-generator state and BatchNorm statistics
+  (``model.variables``, not just ``model.weights``: Keras's own saving drops the RNG state);
+- the optimizer's variables, including its step counter and learning rate;
+- the metric accumulators of an epoch stopped half-way, so its logged averages come out the same;
+- the best weights so far, when early stopping restores them;
+- the loop's own state (epoch, step, history, early-stopping counters) as JSON.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nntrain.errors import UsageError
+from nntrain.runs import atomic_write
+
+CHECKPOINT = "checkpoint.npz"
+
+
+@dataclass
+class LoopState:
+    """Where the training loop is, in plain data."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps done in the epoch after that (non-zero after a mid-epoch stop)
+    rows: list[dict[str, float]] = field(default_factory=list)  # history, one row per epoch
+    best: float | None = None  # early stopping: best monitored value and epochs since
+    best_epoch: int = 0
+    wait: int = 0
+    stopped_early: bool = False
+    plateau_best: float | None = None  # reduce-on-plateau
+    plateau_wait: int = 0
+
+
+def _groups(model: Any) -> dict[str, list[Any]]:
+    return {
+        "model": list(model.variables),
+        "optimizer": list(model.optimizer.variables),
+        "metrics": list(model.metrics_variables),
+    }
+
+
+def save(path: Path, model: Any, state: LoopState, best_weights: list[np.ndarray] | None,
+         metrics: list[np.ndarray] | None) -> None:
+    """metrics: the metric accumulators of an epoch stopped half-way, taken when it stopped
+    (Keras's validation pass resets and reuses the same variables afterwards)."""
+    arrays: dict[str, np.ndarray] = {}
+    names: dict[str, list[str]] = {}
+    for group, variables in _groups(model).items():
+        values = [np.asarray(v.numpy()) for v in variables] if group != "metrics" else metrics
+        if values is None:
+            continue
+        names[group] = [v.path for v in variables]
+        for i, value in enumerate(values):
+            arrays[f"{group}/{i}"] = value
+    for i, w in enumerate(best_weights or []):
+        arrays[f"best/{i}"] = w
+    meta = {"state": asdict(state), "names": names, "best": len(best_weights or [])}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+
+    def write(fh: Any) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        fh.write(buf.getvalue())
+
+    atomic_write(path, write)
+
+
+@dataclass
+class Checkpoint:
+    state: LoopState
+    arrays: dict[str, np.ndarray]
+    names: dict[str, list[str]]
+    n_best: int
+
+    def best_weights(self) -> list[np.ndarray] | None:
+        return [self.arrays[f"best/{i}"] for i in range(self.n_best)] if self.n_best else None
+
+
+def load(path: Path) -> Checkpoint:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except FileNotFoundError:
+        raise UsageError(f"{path.parent}: no checkpoint to resume from (it was stopped before "
+                         "the first one was written); train it again instead") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"{path}: the checkpoint is unreadable ({exc})") from None
+    return Checkpoint(LoopState(**meta["state"]), arrays, meta["names"], meta["best"])
+
+
+def restore(model: Any, ckpt: Checkpoint) -> None:
+    """Put the model's and optimizer's variables back; they must be built the same way.
+
+    Metric accumulators are not restored here: Keras builds and resets them inside fit, so the
+    loop adds them back after the first step of the resumed epoch."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    for group, variables in _groups(model).items():
+        if group == "metrics":
+            continue
+        saved = ckpt.names[group]
+        if [v.path for v in variables] != saved:
+            raise UsageError(f"the checkpoint's {group} variables do not match this model; "
+                             "was the run's config or nntrain's version changed?")
+        for i, v in enumerate(variables):
+            v.assign(ckpt.arrays[f"{group}/{i}"])

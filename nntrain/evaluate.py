@@ -1,0 +1,224 @@
+"""Score a trained model (``nntrain eval``) and stream its predictions (``nntrain predict``).
+
+No printing: ``evaluate`` returns an Evaluation, ``predict`` returns an iterator of text chunks
+that the CLI writes to standard output as they come.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nntrain.errors import UsageError, at_file
+from nntrain.model import build_loss, build_metrics
+from nntrain.trained import (BATCH_ROWS, InputRows, Trained, decide, forward_pass,
+                             load_trained, read_labeled, run_rows, split_batches, true_classes)
+
+FORMATS = ("csv", "jsonl")
+
+
+@dataclass
+class Evaluation:
+    """Metrics of one model on one set of rows."""
+
+    model: str  # the run directory or .keras file
+    data: str  # what was scored: "test" (the run's test rows) or the data file
+    rows: int
+    task: str
+    metrics: dict[str, float | None]
+    classes: list[str] = field(default_factory=list)
+    confusion: list[list[int]] = field(default_factory=list)  # rows: true, columns: predicted
+    per_class: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Metrics at the top level (``jq .accuracy``), then what was scored and the details."""
+        doc: dict[str, Any] = {**self.metrics, "model": self.model, "data": self.data,
+                               "rows": self.rows, "task": self.task}
+        if self.classes:
+            doc.update(classes=self.classes, confusion_matrix=self.confusion,
+                       per_class=self.per_class)
+        return doc
+
+
+def evaluate(model: str | Path, data: str | None = None, *, target: str | None = None,
+             loss: str | None = None, metrics: list[str] | None = None) -> Evaluation:
+    """Score a run on its own test rows (recreated as in training), or any model on the rows
+    of a CSV file or .npz archive."""
+    trained = load_trained(model, loss=loss, metrics=metrics, target=target)
+    batch = max(trained.training.batch_size, 1024)  # as train.evaluate_splits
+    if data is None:
+        ds = run_rows(trained)
+        if not len(ds.x_test):
+            raise at_file(UsageError, trained.run_dir, "the run has no test rows "
+                          "(data.split.test is 0); pass --data FILE to score other data")
+        inputs = ds.inputs("test", batch)  # exactly what training evaluated
+        batches: Any = split_batches(ds, "test")
+        what = "test"
+    else:
+        x, y, what = read_labeled(trained, data)
+        inputs = {"x": x, "y": y, "batch_size": batch}
+        batches = ((x[i:i + BATCH_ROWS], y[i:i + BATCH_ROWS])
+                   for i in range(0, len(x), BATCH_ROWS))
+    scores = _keras_metrics(trained, inputs)
+    outputs, y = _outputs(trained, batches)
+    result = Evaluation(trained.name, what, len(y), trained.task, scores)
+    if trained.is_classifier:
+        _add_classification(result, trained, outputs, y)
+    else:
+        _add_regression(result, outputs, y)
+    result.metrics = {k: _finite(v) for k, v in result.metrics.items()}
+    return result
+
+
+def _outputs(trained: Trained, batches: Iterator[tuple[np.ndarray, np.ndarray]]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Model outputs and targets of every row; the inputs are not kept."""
+    forward = forward_pass(trained.model)
+    outputs, targets = [], []
+    for x, y in batches:
+        outputs.append(forward(x))
+        targets.append(y)
+    if not outputs:
+        return np.zeros((0, trained.n_outputs), np.float32), np.zeros((0,), np.float32)
+    return np.concatenate(outputs), np.concatenate(targets)
+
+
+def _keras_metrics(trained: Trained, inputs: dict[str, Any]) -> dict[str, float]:
+    """The loss and metrics exactly as training reported them (same objects, same batches)."""
+    model = trained.model
+    model.compile(loss=build_loss(trained.training), metrics=build_metrics(trained.training))
+    res = model.evaluate(**inputs, verbose=0, return_dict=True)
+    return {k: float(v) for k, v in sorted(res.items(), key=lambda kv: kv[0] != "loss")}
+
+
+def _add_classification(result: Evaluation, trained: Trained, outputs: np.ndarray,
+                        y: np.ndarray) -> None:
+    classes = trained.classes
+    predicted, _ = decide(trained, outputs)
+    actual = true_classes(trained, y)
+    n = len(classes)
+    cm = np.zeros((n, n), dtype=np.int64)
+    np.add.at(cm, (actual, predicted), 1)
+    result.classes = classes
+    result.confusion = cm.tolist()
+    for i, name in enumerate(classes):
+        tp, predicted_i, actual_i = int(cm[i, i]), int(cm[:, i].sum()), int(cm[i].sum())
+        precision = tp / predicted_i if predicted_i else None
+        recall = tp / actual_i if actual_i else None
+        # 2·tp / (2·tp + fp + fn): the harmonic mean of the two, defined unless both are.
+        f1 = 2 * tp / (predicted_i + actual_i) if predicted_i + actual_i else None
+        result.per_class[name] = {"precision": precision, "recall": recall, "f1": f1,
+                                  "support": actual_i}
+    # Accuracy from the decisions, for runs trained without an accuracy metric.
+    result.metrics.setdefault("accuracy", float(np.trace(cm) / max(cm.sum(), 1)))
+
+
+def _add_regression(result: Evaluation, outputs: np.ndarray, y: np.ndarray) -> None:
+    pred = outputs.astype(np.float64).reshape(len(outputs), -1)
+    true = np.asarray(y, dtype=np.float64).reshape(len(pred), -1)
+    err = pred - true
+    total = float(((true - true.mean(axis=0)) ** 2).sum())
+    result.metrics.setdefault("mae", float(np.abs(err).mean()))
+    result.metrics.setdefault("rmse", float(np.sqrt((err ** 2).mean())))
+    # R² is undefined when every target is the same value.
+    result.metrics.setdefault("r2", 1 - float((err ** 2).sum()) / total if total > 0 else None)
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no NaN or infinity; a diverged metric is reported as null."""
+    return value if value is None or math.isfinite(value) else None
+
+
+# --- predict -----------------------------------------------------------------------------
+
+def predict(model: str | Path, data: str, *, fmt: str = "csv") -> Iterator[str]:
+    """Predictions for every row of a CSV file, as text chunks: a header (CSV), then one chunk
+    per BATCH_ROWS input rows. The model and the input header are checked before anything is
+    returned; a bad cell further down stops the stream with a DataError naming its line."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got '{fmt}'")
+    trained = load_trained(model)
+    reader = InputRows(data, trained)
+    forward = forward_pass(trained.model)
+    return _stream(trained, reader, forward, _RowFormat(trained, fmt))
+
+
+def _stream(trained: Trained, reader: InputRows, forward: Any,
+            rows: _RowFormat) -> Iterator[str]:
+    if rows.header:
+        yield rows.header
+    for chunk in reader:
+        for i in range(0, len(chunk), BATCH_ROWS):
+            outputs = forward(chunk[i:i + BATCH_ROWS])
+            if trained.is_classifier:
+                predicted, values = decide(trained, outputs)
+                yield rows.format([rows.labels[k] for k in predicted], values)
+            else:
+                yield rows.format(None, outputs)
+
+
+def output_columns(trained: Trained) -> list[str]:
+    """The target's name for the prediction, then p_<class> (or score_<class>) per class."""
+    target = trained.target
+    if trained.is_classifier:
+        prefix = "p_" if trained.probabilistic else "score_"
+        return [target, *(f"{prefix}{c}" for c in trained.classes)]
+    n = trained.n_outputs
+    return [target] if n == 1 else [f"{target}_{i}" for i in range(n)]
+
+
+class _RowFormat:
+    """Text for a chunk of predictions, built with one %-format per row: formatting is most of
+    the time predict spends per row, and this is ~2.5x faster than csv.writer or json.dumps."""
+
+    def __init__(self, trained: Trained, fmt: str):
+        self.fmt = fmt
+        self.columns = output_columns(trained)
+        classifier = trained.is_classifier
+        n_values = len(self.columns) - 1 if classifier else len(self.columns)
+        # %.9g keeps every digit of a float32: the text parses back to the same number.
+        if fmt == "csv":
+            self.header = _csv_line(self.columns)
+            cells = ["%s"] * classifier + ["%.9g"] * n_values
+            self.row = ",".join(cells)
+            self.labels = [_csv_line([c]).rstrip("\n") for c in trained.classes]
+        else:
+            self.header = ""
+            keys = [json.dumps(c).replace("%", "%%") for c in self.columns]
+            cells = [f"{k}: {'%s' if classifier and i == 0 else '%.9g'}"
+                     for i, k in enumerate(keys)]
+            self.row = "{" + ", ".join(cells) + "}"
+            # Labels are the user's names (strings), or class numbers when there are no names.
+            self.labels = [json.dumps(c if trained.labels else int(c)) for c in trained.classes]
+
+    def format(self, labels: list[str] | None, values: np.ndarray) -> str:
+        if self.fmt == "jsonl" and not np.isfinite(values).all():
+            return self._json_slowly(labels, values)  # JSON has no NaN: write null
+        columns = values.T.tolist()
+        rows = zip(labels, *columns) if labels is not None else zip(*columns)
+        return "\n".join(map(self.row.__mod__, rows)) + "\n"
+
+    def _json_slowly(self, labels: list[str] | None, values: np.ndarray) -> str:
+        names = self.columns[1:] if labels is not None else self.columns
+        lines = []
+        for k, row in enumerate(values.tolist()):
+            rec: dict[str, Any] = {}
+            if labels is not None:
+                rec[self.columns[0]] = json.loads(labels[k])
+            rec.update((n, v if math.isfinite(v) else None) for n, v in zip(names, row))
+            lines.append(json.dumps(rec))
+        return "\n".join(lines) + "\n"
+
+
+def _csv_line(cells: list[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(cells)
+    return buf.getvalue()

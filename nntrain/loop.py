@@ -1,0 +1,182 @@
+"""The training loop, built for resuming bit for bit.
+
+Keras's ``fit`` shuffles with TensorFlow's global RNG, so after a restart nobody can say which
+batches an epoch had left. Here every epoch is one ``fit`` call over rows in an order that is a
+pure function of (seed, epoch), so a run can stop after any step and continue at the next one
+with the same batches. Early stopping and reduce-on-plateau live here too, as plain state that
+goes into the checkpoint (Keras's callbacks reset theirs on every ``fit`` call).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nntrain.checkpoint import Checkpoint, LoopState
+from nntrain.config.schema import TrainingConfig
+from nntrain.data.dataset import Dataset
+from nntrain.tf import import_keras
+
+EpochCallback = Callable[[int, int, dict[str, float], float], None]
+BatchCallback = Callable[[int, int, dict[str, float]], None]
+# save(state, best weights, metric accumulators of a half-done epoch)
+SaveCallback = Callable[[LoopState, "list[np.ndarray] | None", "list[np.ndarray] | None"], None]
+
+# Monitored quantities that are better when larger; everything else (losses, errors) is
+# better when smaller.
+_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "r2")
+
+
+class StopRequest:
+    """Set from a signal handler; the loop stops after the step that is running."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def request(self, signum: int) -> None:
+        self.signum = signum
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+
+@dataclass
+class LoopResult:
+    state: LoopState
+    seconds: float
+    interrupted: int | None = None  # the signal number
+    diverged: tuple[int, str, float] | None = None  # (epoch, quantity, value)
+
+
+def steps_per_epoch(rows: int, batch_size: int) -> int:
+    return max(1, math.ceil(rows / batch_size))
+
+
+def epoch_order(rows: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+    """The row order of one epoch: the same for the same (seed, epoch), on any machine."""
+    if not shuffle:
+        return np.arange(rows)
+    return np.random.RandomState([seed & 0xFFFFFFFF, epoch]).permutation(rows)
+
+
+def epoch_inputs(ds: Dataset, cfg: TrainingConfig, epoch: int, step: int) -> dict[str, Any]:
+    """model.fit's data for one epoch from batch ``step`` on, in epoch_order's row order.
+    Streamed rows (data.stream) are shuffled by tf.data instead, seeded by (seed, epoch)."""
+    if ds.streamed:
+        return ds.inputs("train", cfg.batch_size, shuffle=cfg.shuffle,
+                         seed=(cfg.seed & 0xFFFFFFFF) * 1_000_003 + epoch, skip=step)
+    order = epoch_order(len(ds.x_train), cfg.seed, epoch, cfg.shuffle)[step * cfg.batch_size:]
+    return {"x": ds.x_train[order], "y": ds.y_train[order], "batch_size": cfg.batch_size}
+
+
+def higher_is_better(monitor: str) -> bool:
+    name = monitor.removeprefix("val_")
+    return any(word in name for word in _HIGHER_IS_BETTER)
+
+
+def _improved(monitor: str, value: float, best: float | None, min_delta: float) -> bool:
+    if best is None:
+        return True
+    if higher_is_better(monitor):
+        return value > best + min_delta
+    return value < best - min_delta
+
+
+def loss_first(logs: dict[str, float]) -> dict[str, float]:
+    """loss, metrics, then val_loss, val_metrics: the order people read them in."""
+    return dict(sorted(logs.items(), key=lambda kv: (kv[0].startswith("val_"),
+                                                     kv[0] not in ("loss", "val_loss"))))
+
+
+def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
+             checkpoint: Checkpoint | None, save: SaveCallback, monitors: dict[str, str],
+             stop: StopRequest, on_epoch: EpochCallback | None = None,
+             on_batch: BatchCallback | None = None) -> LoopResult:
+    """Train from ``state`` to cfg.epochs; the model is compiled and restored already."""
+    keras = import_keras()
+    rows = len(ds.x_train)
+    per_epoch = steps_per_epoch(rows, cfg.batch_size)
+    validation = ((ds.inputs("validation", cfg.batch_size)["x"] if ds.streamed
+                   else (ds.x_val, ds.y_val)) if len(ds.x_val) else None)
+    best_weights = checkpoint.best_weights() if checkpoint else None
+    # A checkpoint taken mid-epoch holds that epoch's metric accumulators; they are added back
+    # after the first step of the resumed epoch (when Keras has built and reset its metrics).
+    pending = checkpoint if checkpoint is not None and state.step else None
+
+    class Hook(keras.callbacks.Callback):
+        nan = False
+        metrics: list[np.ndarray] | None = None  # taken when a signal stops the epoch
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            nonlocal pending
+            if pending is not None:
+                for i, v in enumerate(self.model.metrics_variables):
+                    v.assign_add(pending.arrays[f"metrics/{i}"])
+                pending = None
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                Hook.nan = True
+                self.model.stop_training = True
+            if stop and not self.model.stop_training:
+                self.model.stop_training = True
+                Hook.metrics = [np.asarray(v.numpy()) for v in self.model.metrics_variables]
+            if on_batch is not None:
+                on_batch(batch + 1, per_epoch, logs or {})
+
+    hook = Hook()
+    t0 = time.perf_counter()
+    es = cfg.early_stopping
+    plateau = cfg.lr_schedule if cfg.lr_schedule and cfg.lr_schedule.type == "reduce_on_plateau" \
+        else None
+    while state.epoch < cfg.epochs and not state.stopped_early:
+        if stop:
+            return LoopResult(state, time.perf_counter() - t0, interrupted=stop.signum)
+        epoch = state.epoch
+        started = time.perf_counter()
+        history = model.fit(**epoch_inputs(ds, cfg, epoch, state.step),
+                            epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0,
+                            validation_data=validation, callbacks=[hook])
+        logs = loss_first({k: float(v[-1]) for k, v in history.history.items()})
+        done = int(model.optimizer.iterations.numpy()) - epoch * per_epoch
+        if Hook.nan or not all(math.isfinite(v) for v in logs.values()):
+            bad = next((k for k, v in logs.items() if not math.isfinite(v)), "loss")
+            state.rows.append({"epoch": epoch + 1, **logs})
+            return LoopResult(state, time.perf_counter() - t0,
+                              diverged=(epoch + 1, bad, logs.get(bad, float("nan"))))
+        if done < per_epoch:  # stopped by a signal in the middle of the epoch
+            state.step = done
+            save(state, best_weights, Hook.metrics)
+            return LoopResult(state, time.perf_counter() - t0, interrupted=stop.signum)
+        state.rows.append({"epoch": epoch + 1, **logs})
+        state.epoch, state.step = epoch + 1, 0
+        if es is not None:
+            value = logs[monitors["early_stopping"]]
+            if _improved(monitors["early_stopping"], value, state.best, es.min_delta):
+                state.best, state.best_epoch, state.wait = value, epoch + 1, 0
+                if es.restore_best_weights:
+                    best_weights = model.get_weights()
+            else:
+                state.wait += 1
+                state.stopped_early = state.wait >= es.patience
+        if plateau is not None:
+            value = logs[monitors["lr_schedule"]]
+            if _improved(monitors["lr_schedule"], value, state.plateau_best, 0.0):
+                state.plateau_best, state.plateau_wait = value, 0
+            else:
+                state.plateau_wait += 1
+                if state.plateau_wait >= plateau.patience:
+                    lr = float(model.optimizer.learning_rate.numpy())
+                    model.optimizer.learning_rate.assign(max(lr * plateau.factor,
+                                                             plateau.min_lr))
+                    state.plateau_wait = 0
+        save(state, best_weights, None)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, cfg.epochs, logs, time.perf_counter() - started)
+    if es is not None and es.restore_best_weights and best_weights is not None:
+        model.set_weights(best_weights)
+    return LoopResult(state, time.perf_counter() - t0)

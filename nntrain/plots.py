@@ -1,0 +1,256 @@
+"""Pictures of a run, drawn as PNG files without a display.
+
+matplotlib is imported inside the functions, so `nntrain --help` and runs with
+``output.plots: false`` never load it. Figures are made with matplotlib's object API (a Figure on
+the Agg canvas) rather than pyplot: no GUI backend is ever chosen and no global state is left
+behind. Every file is written atomically, like the rest of the run directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nntrain.runs import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from nntrain.train import Prepared
+
+CURVES = "curves.png"
+DECISION_BOUNDARY = "decision_boundary.png"
+PREDICTED_VS_ACTUAL = "predicted_vs_actual.png"
+CONFUSION_MATRIX = "confusion_matrix.png"
+
+DPI = 100
+# Decision-boundary resolution per axis: 150 x 150 predictions take a few milliseconds for the
+# small dense models this is drawn for, and the contours look smooth at this size.
+GRID = 150
+# Scatter plots beyond this many points are slow to draw and no easier to read.
+MAX_POINTS = 5000
+# Rows per forward pass when predicting for a plot: bounds memory for large grids or splits.
+CHUNK = 16384
+# Colours per class (matplotlib's tab10); classes beyond ten cycle.
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def write_plots(prepared: Prepared, directory: Path,
+                history: dict[str, list[float]]) -> list[Path]:
+    """Draw every picture that fits this run into ``directory``; return the files written."""
+    ds = prepared.dataset
+    written = [plot_curves(history, directory / CURVES)]
+    if ds.streamed:
+        return written  # the rows stay in the file (data.stream): too many to plot
+    if prepared.task == "regression":
+        split, x, y = next((s, x, y) for s, x, y in (("test", ds.x_test, ds.y_test),
+                                                      ("validation", ds.x_val, ds.y_val),
+                                                      ("train", ds.x_train, ds.y_train))
+                           if len(x))
+        written.append(plot_predicted_vs_actual(y, predict(prepared.model, x),
+                                                directory / PREDICTED_VS_ACTUAL, split=split))
+    elif ds.x_train.ndim == 2 and ds.n_features == 2:
+        x = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
+        y = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
+        labels = ds.labels or [str(i) for i in range(prepared.n_classes or 2)]
+        written.append(plot_decision_boundary(
+            prepared.model, x, class_indices(y, prepared.task), directory / DECISION_BOUNDARY,
+            binary=prepared.task == "binary", labels=labels, axis_names=ds.feature_names))
+    return written
+
+
+def predict(model: Any, x: np.ndarray) -> np.ndarray:
+    """The model's outputs for x, in chunks, as a float array of shape (rows, outputs)."""
+    from keras import ops
+
+    # Calling the model directly (not model.predict) skips building and tracing a predict
+    # function, which costs more than the forward passes themselves at these sizes.
+    parts = [ops.convert_to_numpy(model(x[i:i + CHUNK], training=False))
+             for i in range(0, len(x), CHUNK)]
+    out = np.concatenate(parts).astype(np.float64)
+    return out.reshape(len(x), -1)
+
+
+def class_indices(y: np.ndarray, task: str) -> np.ndarray:
+    """Labels as integer class indices, whatever form the loss wanted them in."""
+    if task == "onehot" or (y.ndim == 2 and y.shape[1] > 1):
+        return np.argmax(y, axis=1)
+    return np.asarray(y).reshape(len(y)).astype(np.int64)
+
+
+def plot_curves(history: dict[str, list[float]], path: Path) -> Path:
+    """Loss and each metric per epoch, training against validation, one panel each."""
+    from matplotlib.ticker import MaxNLocator
+
+    names = [k for k in history if k != "epoch" and not k.startswith("val_")]
+    names += [k[4:] for k in history if k.startswith("val_") and k[4:] not in names]
+    names.sort(key=lambda k: k != "loss")  # loss first, then the metrics in their order
+    n = len(next(iter(history.values()), []))
+    epochs = history.get("epoch") or list(range(1, n + 1))
+    cols = min(3, max(1, len(names)))
+    rows = -(-max(1, len(names)) // cols)
+    fig = _figure(4.2 * cols, 3.2 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    marker = "o" if n <= 40 else None  # a single epoch is still visible as a point
+    for ax, name in zip(axes, names):
+        for key, label, colour in ((name, "training", PALETTE[0]),
+                                   (f"val_{name}", "validation", PALETTE[3])):
+            if key in history:
+                ax.plot(epochs, history[key], label=label, color=colour, marker=marker,
+                        markersize=3, linewidth=1.5)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    return _save(fig, path)
+
+
+def plot_decision_boundary(model: Any, x: np.ndarray, y: np.ndarray, path: Path, *,
+                           binary: bool, labels: Sequence[str],
+                           axis_names: Sequence[str] = ("x0", "x1")) -> Path:
+    """The classes the model predicts over the plane of the two inputs, the rows over them.
+
+    Binary models show the predicted probability of class 1 as shading, with the 0.5 line (the
+    threshold the accuracy metric uses); multi-class models show the predicted class as areas.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.lines import Line2D
+
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    pad = np.where(hi > lo, (hi - lo) * 0.08, 1.0)
+    g0, g1 = np.meshgrid(np.linspace(lo[0] - pad[0], hi[0] + pad[0], GRID),
+                         np.linspace(lo[1] - pad[1], hi[1] + pad[1], GRID))
+    grid = np.column_stack([g0.ravel(), g1.ravel()]).astype(np.float32)
+    out = predict(model, grid)
+    fig = _figure(6.6, 5.2, right=0.1)
+    ax = fig.subplots()
+    n_classes = max(len(labels), int(y.max()) + 1 if len(y) else 2)
+    colours = [PALETTE[i % len(PALETTE)] for i in range(n_classes)]
+    if binary:
+        field = np.clip(out[:, 0], 0.0, 1.0).reshape(g0.shape)
+        shade = ax.contourf(g0, g1, field, levels=np.linspace(0, 1, 11), cmap="RdBu_r",
+                            alpha=0.45, vmin=0, vmax=1)
+        ax.contour(g0, g1, field, levels=[0.5], colors="black", linewidths=1.2)
+        fig.colorbar(shade, ax=ax, label=f"predicted probability of {labels[1]}")
+        colours = ["#1f4e99", "#b2182b"]
+    else:
+        classes = np.argmax(out, axis=1).reshape(g0.shape)
+        ax.contourf(g0, g1, classes, levels=np.arange(n_classes + 1) - 0.5,
+                    cmap=ListedColormap(colours), alpha=0.3)
+    shown = _sample(len(x))
+    ax.scatter(x[shown, 0], x[shown, 1], c=[colours[c % len(colours)] for c in y[shown]],
+               s=12, edgecolors="white", linewidths=0.4)
+    handles = [Line2D([], [], marker="o", linestyle="", color=colours[i % len(colours)],
+                      label=str(labels[i]) if i < len(labels) else str(i))
+               for i in sorted(set(y[shown].tolist()))]
+    ax.legend(handles=handles, title="actual class", frameon=True, fontsize="small")
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(f"decision boundary ({len(x)} rows)")
+    return _save(fig, path)
+
+
+def plot_predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, path: Path, *,
+                             split: str = "test") -> Path:
+    """Each row's prediction against its true value; perfect predictions lie on the diagonal."""
+    actual = np.asarray(actual, dtype=np.float64).reshape(-1)
+    predicted = np.asarray(predicted, dtype=np.float64).reshape(-1)
+    fig = _figure(5.2, 5.0)
+    ax = fig.subplots()
+    shown = _sample(len(actual))
+    ax.scatter(actual[shown], predicted[shown], s=12, alpha=0.6, color=PALETTE[0],
+               edgecolors="none")
+    both = np.concatenate([actual, predicted])
+    lo, hi = float(both.min()), float(both.max())
+    pad = (hi - lo) * 0.05 or 1.0
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], linestyle="--", color="gray",
+            linewidth=1, label="predicted = actual")
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_aspect("equal")
+    residual = predicted - actual
+    spread = float(np.sum((actual - actual.mean()) ** 2))
+    r2 = 1 - float(np.sum(residual ** 2)) / spread if spread > 0 else float("nan")
+    ax.text(0.04, 0.96, f"R² {r2:.3f}\nMAE {np.mean(np.abs(residual)):.4g}",
+            transform=ax.transAxes, va="top",
+            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    ax.set_title(f"predicted vs actual ({split} rows, n={len(actual)})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", frameon=False)
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(matrix: Any, labels: Sequence[str], path: Path, *,
+                          title: str = "confusion matrix") -> Path:
+    """Counts of each actual class (rows) against each predicted class (columns).
+
+    ``matrix[i][j]`` is the number of rows of class ``labels[i]`` predicted as ``labels[j]``
+    (scikit-learn's convention). The diagonal holds the correct predictions.
+    """
+    m = np.asarray(matrix)
+    n = m.shape[0]
+    if m.ndim != 2 or m.shape != (n, n) or len(labels) != n:
+        raise ValueError(f"a confusion matrix is square with one label per row; got shape "
+                         f"{m.shape} and {len(labels)} labels")
+    size = min(4.0 + 0.45 * n, 16.0)
+    fig = _figure(size + 1.4, size, left=0.5 + 0.07 * max(map(len, map(str, labels)), default=1),
+                  right=0.1)
+    ax = fig.subplots()
+    image = ax.imshow(m, cmap="Blues", vmin=0)
+    fig.colorbar(image, ax=ax, label="rows")
+    if n <= 30:  # beyond that the numbers no longer fit in their cells
+        threshold = m.max() / 2 if m.size else 0
+        for i in range(n):
+            for j in range(n):
+                value = m[i, j]
+                text = f"{value:g}" if np.issubdtype(m.dtype, np.floating) else f"{value:d}"
+                ax.text(j, i, text, ha="center", va="center",
+                        color="white" if value > threshold else "black")
+    ticks = np.arange(n)
+    long = max((len(str(label)) for label in labels), default=0) > 3
+    ax.set_xticks(ticks, [str(label) for label in labels], rotation=45 if long else 0,
+                  ha="right" if long else "center")
+    ax.set_yticks(ticks, [str(label) for label in labels])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def _figure(width: float, height: float, *, left: float = 0.75, right: float = 0.25,
+            wspace: float = 0.3) -> Figure:
+    """A figure on the Agg canvas with fixed margins (in inches).
+
+    Fixed margins rather than matplotlib's constrained layout, which measures every label's
+    extent and would double the time it takes to draw these small figures.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=0.6 / height,
+                        top=1 - 0.4 / height, wspace=wspace, hspace=0.5)
+    return fig
+
+
+def _sample(n: int) -> np.ndarray:
+    """At most MAX_POINTS row indices, the same ones every time."""
+    if n <= MAX_POINTS:
+        return np.arange(n)
+    return np.sort(np.random.RandomState(0).choice(n, MAX_POINTS, replace=False))
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path = Path(path)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI))
+    return path

@@ -1,0 +1,544 @@
+"""A trained model and what it takes to use it: safe loading, the run's config, labels,
+feature columns and missing-value policy, the run's own rows, and new rows from a file.
+
+Used by ``eval``, ``predict`` and ``export``. A model is named by a run directory (which holds
+``model.keras`` and the resolved config) or by a bare ``.keras`` file. Models are always loaded
+with Keras's safe mode; see ``load_keras_file``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from nntrain import registry
+from nntrain.config import LoadedConfig, load_config
+from nntrain.config.schema import CsvData, NpzData, TrainingConfig
+from nntrain.data.csvfile import Columns, Missing, open_csv, read_chunks, read_csv
+from nntrain.data.dataset import Dataset, load_dataset
+from nntrain.data.preprocess import PREPROCESSING, Preprocessing
+from nntrain.errors import DataError, UsageError, at_file, did_you_mean
+from nntrain.runs import CONFIG, LABELS, MANIFEST, MODEL, read_json
+from nntrain.tf import import_keras
+from nntrain.train import BINARY_LOSSES, ONE_HOT_LOSSES, SPARSE_LOSSES, check_task
+
+# Rows per call of the forward pass: the per-call overhead vanishes, and the activations of a
+# batch stay small whatever the model.
+BATCH_ROWS = 4096
+
+# Losses whose model outputs are scores with a decision boundary at 0, not probabilities.
+SCORE_LOSSES = {"hinge", "squared_hinge", "categorical_hinge"}
+
+
+@dataclass
+class Trained:
+    """A loaded model plus what the run recorded about its inputs and outputs."""
+
+    model: Any
+    path: Path  # the .keras file
+    run_dir: Path | None  # None for a bare .keras file
+    loaded: LoadedConfig | None  # the run's resolved config
+    training: TrainingConfig  # the loss and metrics to evaluate with
+    labels: list[str] | None  # class names from labels.json, when the labels were text
+    feature_names: list[str] | None  # input columns, in order; None: all but the target
+    target: str
+    # Missing-value handling learned in training (preprocessing.json); the normalization is
+    # inside the model already.
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+
+    @property
+    def name(self) -> str:
+        return str(self.run_dir if self.run_dir is not None else self.path)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.model.input_shape[1:])
+
+    @property
+    def n_inputs(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    @property
+    def n_outputs(self) -> int:
+        return int(np.prod(self.model.output_shape[1:]))
+
+    @property
+    def task(self) -> str:
+        """'binary', 'multiclass', 'onehot' or 'regression', from the loss (as training)."""
+        loss = self.training.loss.name
+        if loss in BINARY_LOSSES:
+            return "binary"
+        if loss in SPARSE_LOSSES:
+            return "multiclass"
+        return "onehot" if loss in ONE_HOT_LOSSES else "regression"
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task != "regression"
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in index order: the user's labels, else '0', '1', ... (also for output
+        units beyond the labels, which training allows)."""
+        n = 2 if self.task == "binary" else self.n_outputs
+        labels = list(self.labels or [])
+        return labels + [str(i) for i in range(len(labels), n)]
+
+    @property
+    def loss_name(self) -> str:
+        return self.training.loss.name
+
+    @property
+    def from_logits(self) -> bool:
+        return bool(self.training.loss.args.get("from_logits"))
+
+    @property
+    def probabilistic(self) -> bool:
+        """Whether the outputs are (or become, through sigmoid/softmax) class probabilities."""
+        return self.is_classifier and self.loss_name not in SCORE_LOSSES
+
+
+# --- loading -----------------------------------------------------------------------------
+
+def load_trained(path: str | Path, *, loss: str | None = None,
+                 metrics: list[str] | None = None, target: str | None = None) -> Trained:
+    """Open a run directory or a bare .keras file. ``loss``/``metrics`` replace the recorded
+    ones (a bare file without a recorded loss needs ``loss``); ``target`` names the label column
+    of new data files."""
+    path = Path(path)
+    if path.is_dir():
+        return _open_run(path, loss, metrics, target)
+    if not path.exists():
+        raise at_file(UsageError, path, "no such run directory or model file")
+    if path.suffix != ".keras":
+        raise at_file(UsageError, path, "not a .keras file; nntrain loads only Keras 3 .keras "
+                      "files, or a run directory, which holds one")
+    config = _keras_config(path)
+    model = load_keras_file(path, config)
+    compiled = config.get("compile_config")
+    compiled = compiled if isinstance(compiled, dict) else {}
+    loss_spec = loss or _recorded_loss(compiled)
+    if loss_spec is None:
+        raise at_file(UsageError, path, "the file does not record the loss it was trained "
+                      "with; name it with --loss (e.g. --loss sparse_categorical_crossentropy), "
+                      "which also tells a classifier from a regressor")
+    recorded = metrics if metrics is not None else _recorded_metrics(compiled)
+    # Without a run's config the target column is the one generate-data writes, unless named.
+    return Trained(model, path, None, None, _training_spec(loss_spec, recorded), None, None,
+                   target or "y")
+
+
+def _open_run(run_dir: Path, loss: str | None, metrics: list[str] | None,
+              target: str | None) -> Trained:
+    model_file = run_dir / MODEL
+    if not model_file.is_file():
+        status = (_read_optional_json(run_dir / MANIFEST) or {}).get("status")
+        if status:  # interrupted, failed, diverged, or still running
+            raise at_file(UsageError, run_dir, f"the run has no {MODEL}: its status is "
+                          f"'{status}'", hint=f"resume it with: nntrain train --resume {run_dir}")
+        raise at_file(UsageError, run_dir, f"not a run directory: there is no {MODEL} in it")
+    if not (run_dir / CONFIG).is_file():
+        raise at_file(UsageError, run_dir, f"not a complete run directory: {CONFIG} is "
+                      f"missing; use {model_file} as a bare model file instead")
+    loaded = load_config(run_dir / CONFIG)
+    model = load_keras_file(model_file)
+    training = loaded.config.training
+    if loss is not None or metrics is not None:
+        training = _training_spec(loss or training.loss.model_dump(),
+                                  metrics if metrics is not None
+                                  else [m.name for m in training.metrics])
+    labels = _read_optional_json(run_dir / LABELS)
+    manifest = _read_optional_json(run_dir / MANIFEST) or {}
+    features = (manifest.get("data") or {}).get("features")
+    data = loaded.config.data
+    if features is None and isinstance(data, CsvData):
+        features = data.features
+    default_target = data.target if isinstance(data, CsvData) else "y"
+    recorded = _read_optional_json(run_dir / PREPROCESSING)
+    preprocessing = Preprocessing.from_json(recorded) if recorded else Preprocessing()
+    return Trained(model, model_file, run_dir, loaded, training, labels, features,
+                   target or default_target, preprocessing)
+
+
+def _read_optional_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path)
+    except (OSError, ValueError) as exc:
+        raise at_file(DataError, path, f"cannot read it: {exc}") from None
+
+
+def load_keras_file(path: Path, config: dict[str, Any] | None = None) -> Any:
+    """Load a .keras file in Keras's safe mode, with a one-line message for every failure.
+
+    Safe mode refuses Python code embedded in the file (Lambda layers, lambdas as activations);
+    the config is also scanned first so that a Lambda is named clearly and nothing is built.
+    Safe mode is not a sandbox: see the README.
+    """
+    keras = import_keras()
+    config = config if config is not None else _keras_config(path)
+    lam = _find_class(config, "Lambda")
+    if lam:
+        raise at_file(UsageError, path, f"refused to load an unsafe model: it contains a Lambda "
+                      f"layer ('{lam}'), Python code that would run on loading; nntrain loads "
+                      "models in Keras's safe mode only")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except (ValueError, TypeError) as exc:
+        text = str(exc)
+        if "safe_mode" in text or "unsafe" in text.lower() or "arbitrary code" in text:
+            raise at_file(UsageError, path, "refused to load an unsafe model: "
+                          f"{_first_line(text)}") from None
+        raise at_file(DataError, path, f"cannot load the model: {_first_line(text)}") from None
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise at_file(DataError, path, f"corrupted model file: {_first_line(str(exc))}") from None
+
+
+def _keras_config(path: Path) -> dict[str, Any]:
+    """config.json of a .keras archive, after checking the archive is whole (CRCs)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            missing = {"config.json", "model.weights.h5"} - set(z.namelist())
+            if missing:
+                raise at_file(DataError, path, "not a Keras model file: it has no "
+                              f"{' or '.join(sorted(missing))}")
+            bad = z.testzip()
+            if bad is not None:
+                raise at_file(DataError, path, f"corrupted model file: {bad} fails its checksum")
+            config = json.loads(z.read("config.json"))
+    except zipfile.BadZipFile:
+        raise at_file(DataError, path, "truncated or corrupted model file (not a valid .keras "
+                      "zip archive)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise at_file(DataError, path, "corrupted model file: config.json is not valid "
+                      "JSON") from None
+    except OSError as exc:
+        raise at_file(DataError, path, f"cannot read it: {exc.strerror}") from None
+    if not isinstance(config, dict):
+        raise at_file(DataError, path, "not a Keras model file: config.json is not a mapping")
+    return config
+
+
+def _find_class(node: Any, class_name: str) -> str | None:
+    """The name of the first serialized object of ``class_name`` anywhere in a config."""
+    if isinstance(node, dict):
+        if node.get("class_name") == class_name:
+            inner = node.get("config")
+            return str(inner.get("name", class_name)) if isinstance(inner, dict) else class_name
+        node = list(node.values())
+    if isinstance(node, list):
+        for item in node:
+            found = _find_class(item, class_name)
+            if found:
+                return found
+    return None
+
+
+def _first_line(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0] if text else "unknown error"
+
+
+def _object_name(obj: Any) -> str | None:
+    """'mse' or {"class_name": ..., "config": {"name": ...}} -> a name."""
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, dict):
+        inner = obj.get("config")
+        if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+            return inner["name"]
+        return obj.get("class_name")
+    return None
+
+
+def _recorded_loss(compiled: dict[str, Any]) -> dict[str, Any] | None:
+    """The loss Keras recorded in the file when the model was compiled, by name."""
+    loss = compiled.get("loss")
+    name = _object_name(loss)
+    if name is None:
+        return None
+    args = loss.get("config", {}) if isinstance(loss, dict) else {}
+    return {"name": name, **({"from_logits": True} if args.get("from_logits") else {})}
+
+
+def _recorded_metrics(compiled: dict[str, Any]) -> list[str]:
+    metrics = compiled.get("metrics") or []
+    names = [_object_name(m) for m in (metrics if isinstance(metrics, list) else [])]
+    # Metrics Keras recorded that nntrain has no name for are left out, not an error.
+    return [n for n in names if n and _resolves(n)]
+
+
+def _resolves(name: str) -> bool:
+    try:
+        registry.resolve("metric", name, registry.METRICS)
+    except registry.UnknownName:
+        return False
+    return True
+
+
+def _training_spec(loss: str | dict[str, Any], metrics: list[str]) -> TrainingConfig:
+    """Loss and metrics by name (as --loss and --metrics give them) -> a TrainingConfig."""
+    spec = dict(loss) if isinstance(loss, dict) else {"name": loss}
+    try:
+        spec["name"] = registry.resolve("loss", spec["name"], registry.LOSSES)
+        names = [registry.resolve("metric", m, registry.METRICS) for m in metrics]
+    except registry.UnknownName as exc:
+        raise UsageError(str(exc)) from None
+    return TrainingConfig.model_validate({"loss": spec, "metrics": names})
+
+
+# --- the run's own rows ------------------------------------------------------------------
+
+def run_rows(trained: Trained, *, check_fingerprint: bool = True) -> Dataset:
+    """The run's data, split and encoded exactly as training did."""
+    loaded = trained.loaded
+    if loaded is None:
+        raise at_file(UsageError, trained.path, "a bare model file has no data of its own; "
+                      "pass --data FILE")
+    config = loaded.config
+    if getattr(config.data, "path", None) == "-":
+        raise at_file(UsageError, trained.run_dir, "the run read its data from standard input, "
+                      "so its rows cannot be read again; pass --data FILE")
+    task = trained.task
+    ds = load_dataset(config.data, config.training.seed, loaded.base_dir,
+                      stratify_default=task != "regression")
+    ds, _ = check_task(config, ds, task)
+    manifest = _read_optional_json(trained.run_dir / MANIFEST) or {}
+    recorded = (manifest.get("data") or {}).get("fingerprint")
+    if check_fingerprint and recorded and recorded != ds.fingerprint:
+        raise at_file(DataError, ds.source, "the data changed since the run was trained (its "
+                      "fingerprint differs from the run's manifest.json), so the run's test rows "
+                      "cannot be recreated", hint="pass --data FILE to score the file as it is")
+    return ds
+
+
+def split_batches(ds: Dataset, split: str, limit: int | None = None
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(x, y) batches of one split, at most ``limit`` rows in all; streamed data (data.stream)
+    is read from its file batch by batch."""
+    x, y = ds.split(split)
+    limit = len(x) if limit is None else min(limit, len(x))
+    if ds.streamed:
+        batches = ds.inputs(split, BATCH_ROWS)["x"].as_numpy_iterator()
+    else:
+        batches = ((x[i:i + BATCH_ROWS], y[i:i + BATCH_ROWS])
+                   for i in range(0, limit, BATCH_ROWS))
+    for bx, by in batches:
+        if limit <= 0:
+            return
+        yield bx[:limit], by[:limit]
+        limit -= len(bx)
+
+
+def first_rows(ds: Dataset, splits: tuple[str, ...], n: int) -> np.ndarray:
+    """Up to n input rows, taken from the splits in order."""
+    rows: list[np.ndarray] = []
+    for split in splits:
+        for x, _ in split_batches(ds, split, n - sum(map(len, rows))):
+            rows.append(x)
+    return np.concatenate(rows) if rows else np.zeros((0, *ds.x_train.shape[1:]), np.float32)
+
+
+# --- new rows from a file ----------------------------------------------------------------
+
+def read_labeled(trained: Trained, source: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """All rows of a CSV file or .npz archive (``-``: standard input, CSV) with their targets,
+    preprocessed as in training and encoded for the loss: (x, y, name)."""
+    name = "<stdin>" if source == "-" else source
+    policy = trained.preprocessing.missing
+    missing: Missing = "drop" if policy == "drop" else "error" if policy == "error" else "keep"
+    data = trained.loaded.config.data if trained.loaded else None
+    if source.endswith(".npz"):
+        from nntrain.data.arrays import read_npz
+
+        keys = (data.x, data.y, data.features) if isinstance(data, NpzData) else ("x", "y", None)
+        table = read_npz(source, *keys, name, missing=missing)
+    else:
+        table = read_csv(source, trained.target, trained.feature_names, name, missing=missing)
+    x, y = table.x, table.y
+    if policy == "drop":  # as training did; the rest get the training rows' fill values
+        keep = np.isfinite(x.reshape(len(x), -1)).all(axis=1) & np.isfinite(
+            y.astype(np.float64))
+        x, y = x[keep], y[keep]
+        if not len(x):
+            raise DataError.in_file(name, "every row has a missing value (the run drops them)")
+    x = _shaped(trained, trained.preprocessing.fill_missing(x), name)
+    return x, encode_targets(trained, y, table.labels, name), name
+
+
+def _shaped(trained: Trained, x: np.ndarray, name: str) -> np.ndarray:
+    if int(np.prod(x.shape[1:])) != trained.n_inputs:
+        raise DataError.in_file(name, f"has {int(np.prod(x.shape[1:]))} input values per row, "
+                                f"but the model takes {trained.n_inputs}")
+    return x.reshape((-1, *trained.input_shape)).astype(np.float32, copy=False)
+
+
+def encode_targets(trained: Trained, y: np.ndarray, file_labels: list[str] | None,
+                   name: str) -> np.ndarray:
+    """A file's targets -> the y the model's loss expects, through the run's label mapping."""
+    column = f"column '{trained.target}': " if not name.endswith(".npz") else ""
+    if not trained.is_classifier:
+        if file_labels is not None:
+            raise DataError.in_file(name, f"{column}the target holds text ('{file_labels[0]}'), "
+                                    "but the model is a regressor: it needs numbers")
+        return y.astype(np.float32)
+    classes = trained.classes
+    if file_labels is not None:
+        # The file's text labels, by name, onto the class indices the run trained with.
+        index = {label: i for i, label in enumerate(trained.labels or [])}
+        unknown = [label for label in file_labels if label not in index]
+        if unknown:
+            rows = int(np.isin(y, [file_labels.index(u) for u in unknown]).sum())
+            hint = (None if trained.labels else "a bare .keras file has no label names: use "
+                    "the run directory, whose labels.json maps them")
+            raise DataError.in_file(name, f"{column}unknown label '{unknown[0]}' "
+                                    f"({rows} row{'s' if rows != 1 else ''}); the model knows "
+                                    f"{_listing(classes)}", hint=hint)
+        y = np.asarray([index[label] for label in file_labels], dtype=np.int64)[
+            y.astype(np.int64)]
+    elif trained.labels:
+        raise DataError.in_file(name, f"{column}the labels are numbers, but the run was "
+                                f"trained on text labels ({_listing(classes)})")
+    else:
+        bad = (y != np.round(y)) | (y < 0) | (y >= len(classes))
+        if bad.any():
+            raise DataError.in_file(name, f"{column}{y[bad][0]:g} is not a class of the model "
+                                    f"(expected {_listing(classes)})")
+        y = y.astype(np.int64)
+    if trained.task == "onehot":
+        return np.eye(len(classes), dtype=np.float32)[y]
+    return y.astype(np.float32) if trained.task == "binary" else y
+
+
+def _listing(classes: list[str], limit: int = 10) -> str:
+    shown = ", ".join(classes[:limit])
+    return f"{shown}, ... ({len(classes)} classes)" if len(classes) > limit else shown
+
+
+class InputRows:
+    """The inputs of a CSV file (or standard input), chunk by chunk, for predict: the header is
+    checked at once, and only the model's feature columns are read (the target may be absent).
+    Cells are parsed by the reader ``train`` uses, with its messages."""
+
+    def __init__(self, source: str, trained: Trained):
+        self.name = "<stdin>" if source == "-" else source
+        self.trained = trained
+        self._stdin = source == "-"
+        self._fh: TextIO | None = _stdin_text() if self._stdin else open_csv(source, self.name)
+        try:
+            self.columns = self._columns(trained)
+        except BaseException:
+            self.close()
+            raise
+
+    def _columns(self, trained: Trained) -> Columns:
+        line = self._fh.readline()
+        if not line:
+            raise DataError.in_file(self.name, "the file is empty; expected a header row")
+        header = [h.strip().lstrip("\ufeff") for h in next(csv.reader([line]), [])]
+        index = {h: i for i, h in enumerate(header)}
+        listing = f"the columns are: {', '.join(header)}"
+        wanted = trained.feature_names or [h for h in header if h != trained.target]
+        for f in wanted:
+            if f not in index:
+                raise DataError.in_file(
+                    self.name, f"no feature column '{f}'{did_you_mean(f, header)}; the model "
+                    f"takes {', '.join(wanted)}; {listing}", 1)
+        if len(wanted) != trained.n_inputs:
+            raise DataError.in_file(self.name, f"the model takes {trained.n_inputs} input "
+                                    f"columns, but the file has {len(wanted)} besides the "
+                                    f"target '{trained.target}' ({', '.join(wanted)})", 1)
+        features = [index[f] for f in wanted]
+        # The reader wants a target column; predict has none, so the first feature stands in
+        # (it is parsed as a number anyway, and the value is never used).
+        return Columns(header, features, features[0])
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        pre = self.trained.preprocessing
+        # Rows with missing inputs: filled in with the run's values, or an error naming the line
+        # (a run that dropped such rows in training cannot predict them either).
+        missing: Missing = "drop" if pre.fill is not None else "error"
+        try:
+            for chunk in read_chunks(self._fh, self.columns, self.name, missing,
+                                     numeric_target=True):
+                yield _shaped(self.trained, pre.fill_missing(chunk.x), self.name)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is None:
+            return
+        if not self._stdin:
+            fh.close()
+        elif isinstance(fh, io.TextIOWrapper) and fh is not sys.stdin:
+            fh.detach()  # leave standard input itself open
+
+
+def _stdin_text() -> TextIO:
+    """Standard input decoded as read_csv decodes it: UTF-8, a byte-order mark dropped."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        return sys.stdin  # a text stream without bytes underneath (tests, embedding programs)
+    return io.TextIOWrapper(buffer, encoding="utf-8-sig", newline="")
+
+
+# --- running the model -------------------------------------------------------------------
+
+def forward_pass(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """``model(x, training=False)`` compiled once with tf.function. model.predict sets up a
+    data pipeline per call: on 4096-row batches this is hundreds of times faster, and still ~8x
+    on one large call (benchmarks/predict_throughput.py)."""
+    import_keras()
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+    def run(x: np.ndarray) -> np.ndarray:
+        out = fn(tf.convert_to_tensor(x, tf.float32)).numpy()
+        return out.reshape(len(x), -1)
+
+    return run
+
+
+def predict_all(trained: Trained, x: np.ndarray,
+                forward: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """Raw model outputs for every row, BATCH_ROWS at a time; shape (rows, outputs)."""
+    forward = forward or forward_pass(trained.model)
+    if not len(x):
+        return np.zeros((0, trained.n_outputs), dtype=np.float32)
+    return np.concatenate([forward(x[i:i + BATCH_ROWS]) for i in range(0, len(x), BATCH_ROWS)])
+
+
+def decide(trained: Trained, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw classifier outputs -> (predicted class index, per-class probability or score)."""
+    if trained.task == "binary":
+        score = outputs[:, 0].astype(np.float64)
+        if trained.loss_name in SCORE_LOSSES:
+            # Hinge losses train a margin around 0; there is no probability to report.
+            return (score > 0).astype(np.int64), np.stack([-score, score], axis=1)
+        p = 1 / (1 + np.exp(-score)) if trained.from_logits else score
+        return (p > 0.5).astype(np.int64), np.stack([1 - p, p], axis=1)
+    scores = outputs.astype(np.float64)
+    if trained.from_logits:
+        e = np.exp(scores - scores.max(axis=1, keepdims=True))
+        scores = e / e.sum(axis=1, keepdims=True)
+    return scores.argmax(axis=1), scores
+
+
+def true_classes(trained: Trained, y: np.ndarray) -> np.ndarray:
+    """Encoded targets (0/1 floats, indices or one-hot rows) -> class indices."""
+    if trained.task == "onehot":
+        return np.asarray(y).argmax(axis=1)
+    return np.asarray(y).astype(np.int64).reshape(-1)

@@ -1,0 +1,158 @@
+"""Nothing lost: interrupts, kills at any moment, resume bit for bit, full disks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+# Enough steps per epoch (175) that a signal usually lands inside an epoch; Dropout makes the
+# random state part of what must be restored.
+CONFIG = """
+data: {source: generate, generator: moons, samples: 4000, noise: 0.2,
+       split: {validation: 0.1, test: 0.2}}
+model:
+  layers:
+    - {type: dense, units: 32, activation: relu}
+    - {type: dropout, rate: 0.3}
+    - {type: dense, units: 1, activation: sigmoid}
+training:
+  loss: binary_crossentropy
+  metrics: [accuracy]
+  epochs: 3
+  batch_size: 16
+"""
+
+
+def nntrain(cwd: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "nntrain", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
+
+
+def weights(run: Path) -> list[np.ndarray]:
+    import keras
+
+    return [np.asarray(w) for w in keras.models.load_model(run / "model.keras").get_weights()]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A directory with the config and one uninterrupted run to compare against."""
+    d = tmp_path_factory.mktemp("resume")
+    (d / "run.yaml").write_text(CONFIG)
+    code, out, err = finish(nntrain(d, "train", "run.yaml", "--set", "output.name=straight"))
+    assert code == 0, err
+    return d
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    for x, y in zip(weights(a), weights(b), strict=True):
+        assert np.array_equal(x, y), "weights differ"
+    assert (a / "metrics.json").read_text() == (b / "metrics.json").read_text()
+    assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+
+
+def wait_for_epoch(proc: subprocess.Popen, epoch: int) -> None:
+    for line in proc.stderr:
+        if line.startswith(f"epoch {epoch}/"):
+            return
+    raise AssertionError("training ended before the epoch was reached")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_a_checkpoint_and_resume_is_bit_exact(work, signum, code):
+    name = f"sig{signum}"
+    proc = nntrain(work, "train", "run.yaml", "--set", f"output.name={name}")
+    wait_for_epoch(proc, 1)
+    time.sleep(0.05)  # into epoch 2
+    proc.send_signal(signum)
+    rc, out, err = finish(proc)
+    assert rc == code, err
+    assert "resume" in err and out == ""
+    run = work / "runs" / name
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert not (run / "model.keras").exists()
+    assert (run / "checkpoint.npz").exists()
+    rc, out, err = finish(nntrain(work, "train", "--resume", f"runs/{name}"))
+    assert rc == 0, err
+    assert out.strip() == f"runs/{name}"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
+    assert_same_run(work / "runs" / "straight", run)
+
+
+@pytest.mark.parametrize("fault", ["kill:checkpoint.npz:2", "kill:manifest.json:3",
+                                   "kill:model.keras:1"])
+def test_sigkill_at_any_moment_resumes_to_the_same_weights(work, fault):
+    name = "kill-" + fault.replace(":", "-")
+    rc, _, err = finish(nntrain(work, "train", "run.yaml", "--set", f"output.name={name}",
+                                env={"NNTRAIN_FAULT": fault}))
+    assert rc == -signal.SIGKILL
+    staging = work / "runs" / f".{name}.partial"
+    assert staging.is_dir() and not (work / "runs" / name).exists()
+    rc, out, err = finish(nntrain(work, "train", "--resume", f"runs/{name}"))
+    assert rc == 0, err
+    assert not staging.exists()
+    assert_same_run(work / "runs" / "straight", work / "runs" / name)
+
+
+def test_sigkill_in_the_middle_of_an_epoch(work):
+    proc = nntrain(work, "train", "run.yaml", "--set", "output.name=midkill")
+    wait_for_epoch(proc, 1)
+    time.sleep(0.1)
+    proc.kill()
+    proc.communicate()
+    rc, _, err = finish(nntrain(work, "train", "--resume", "runs/midkill"))
+    assert rc == 0, err
+    assert_same_run(work / "runs" / "straight", work / "runs" / "midkill")
+
+
+def test_resume_refuses_other_changes_and_extends_epochs(work):
+    shutil.copytree(work / "runs" / "straight", work / "runs" / "longer")
+    rc, _, err = finish(nntrain(work, "train", "--resume", "runs/longer", "--set",
+                                "training.batch_size=64", "--set", "training.epochs=6"))
+    assert rc == 2
+    assert "only training.epochs may change" in err and "training.batch_size: 16 -> 64" in err
+    rc, _, err = finish(nntrain(work, "train", "--resume", "runs/longer"))
+    assert rc == 2 and "training.epochs=N" in err
+    before = (work / "runs" / "longer" / "history.csv").read_text()
+    rc, _, err = finish(nntrain(work, "train", "--resume", "runs/longer", "--set",
+                                "training.epochs=4"))
+    assert rc == 0, err
+    history = (work / "runs" / "longer" / "history.csv").read_text()
+    assert history.startswith(before) and len(history.splitlines()) == 5
+
+
+def test_full_disk_during_a_checkpoint_keeps_the_previous_one(work):
+    rc, _, err = finish(nntrain(work, "train", "run.yaml", "--set", "output.name=full",
+                                env={"NNTRAIN_FAULT": "enospc:checkpoint.npz:3"}))
+    assert rc == 1
+    assert "No space left on device" in err and "Traceback" not in err
+    run = work / "runs" / "full"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["epochs_completed"] == 2
+    assert not list(run.glob(".*.tmp")), "no half-written temporaries"
+    rc, _, err = finish(nntrain(work, "train", "--resume", "runs/full"))
+    assert rc == 0, err
+    assert_same_run(work / "runs" / "straight", run)
+
+
+def test_resume_needs_a_run_directory(cli, tmp_path):
+    res = cli("train", "--resume", "nowhere")
+    assert res.code == 2 and "not a run directory" in res.err

@@ -1,0 +1,148 @@
+"""Training end to end: the tutorial reproduced, determinism, and what a run directory holds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT
+
+
+def train(cli, config, *extra):
+    res = cli("train", config, *extra)
+    assert res.code == 0, res.err
+    return Path(res.out.strip()), res
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_tutorial_matches_the_hand_written_keras_program(cli, tmp_path, shuffle):
+    # Reference in a separate process: nothing of nntrain's state can leak into it.
+    ref = json.loads(subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "reference_tutorial.py"), "42",
+         *([] if shuffle else ["--no-shuffle"])],
+        capture_output=True, text=True, check=True).stdout)
+    run_dir, _ = train(cli, ROOT / "configs" / "tutorial.yaml",
+                       "--set", f"training.shuffle={str(shuffle).lower()}")
+    test = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert test["loss"] == pytest.approx(ref["loss"], rel=1e-5, abs=1e-6)
+    assert test["accuracy"] == pytest.approx(ref["accuracy"], abs=1e-6)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["data"]["rows"] == {"train": 80, "validation": 0, "test": 20}
+
+
+def test_same_config_and_seed_give_identical_metrics(cli, tiny):
+    first, _ = train(cli, tiny, "--set", "output.name=a")
+    second, _ = train(cli, tiny, "--set", "output.name=b")
+    assert (first / "metrics.json").read_text() == (second / "metrics.json").read_text()
+    other, _ = train(cli, tiny, "--set", "output.name=c", "--set", "training.seed=7")
+    assert (other / "metrics.json").read_text() != (first / "metrics.json").read_text()
+
+
+def test_run_directory_contents(cli, tiny, tmp_path):
+    run_dir, res = train(cli, tiny)
+    assert run_dir == Path("runs") / "tiny"
+    assert sorted(p.name for p in (tmp_path / run_dir).iterdir()) == [
+        "checkpoint.npz", "config.yaml", "curves.png", "decision_boundary.png", "history.csv",
+        "manifest.json", "metrics.json", "model.keras"]
+    assert not list((tmp_path / "runs").glob(".*")), "no staging leftovers"
+    with open(run_dir / "history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert list(rows[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics) == {"train", "validation", "test"}
+    assert 0 <= metrics["test"]["accuracy"] <= 1
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["seed"] == 42
+    assert manifest["data"]["fingerprint"].startswith("sha256:")
+    assert set(manifest["versions"]) == {"nntrain", "tensorflow", "keras", "numpy", "python"}
+    assert manifest["command"][:2] == ["nntrain", "train"]
+    # The resolved config has every default and trains again as is.
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["training"]["batch_size"] == 32
+    assert resolved["training"]["optimizer"] == {"name": "adam", "learning_rate": 0.01}
+    again, _ = train(cli, run_dir / "config.yaml", "--set", "output.name=again")
+    assert (again / "metrics.json").read_text() == (run_dir / "metrics.json").read_text()
+    assert "final metrics" in res.err and "run directory: runs/tiny" in res.err
+
+
+def test_saved_model_loads_without_nntrain_and_predicts_the_same(cli, tiny, tmp_path):
+    run_dir, _ = train(cli, tiny)
+    x = np.random.RandomState(0).rand(5, 2).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    import keras
+
+    expected = keras.models.load_model(run_dir / "model.keras").predict(x, verbose=0)
+    code = (
+        "import sys, numpy as np, keras\n"
+        "m = keras.models.load_model(sys.argv[1])\n"
+        "np.save(sys.argv[3], m.predict(np.load(sys.argv[2]), verbose=0))\n"
+        "assert not any(k.startswith('nntrain') for k in sys.modules), 'nntrain was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / run_dir / "model.keras"),
+                    str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], check=True,
+                   cwd=tmp_path)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-6)
+
+
+def test_existing_run_is_not_overwritten_without_force(cli, tiny, tmp_path):
+    run_dir, _ = train(cli, tiny)
+    before = (tmp_path / run_dir / "metrics.json").read_bytes()
+    res = cli("train", tiny, "--set", "training.seed=3")
+    assert res.code == 2
+    assert "a run with this name exists already" in res.err and "--force" in res.err
+    assert (tmp_path / run_dir / "metrics.json").read_bytes() == before
+    res = cli("train", tiny, "--set", "training.seed=3", "--force")
+    assert res.code == 0
+    assert (tmp_path / run_dir / "metrics.json").read_bytes() != before
+
+
+def test_default_run_names_are_unique(cli, write):
+    cfg = write("exp.yaml", (ROOT / "tests" / "conftest.py").read_text().split('TINY = """')[1]
+                .split('"""')[0].replace("output:\n  name: tiny\n", ""))
+    a, _ = train(cli, cfg)
+    b, _ = train(cli, cfg)
+    assert a != b and a.name.startswith("exp-") and b.name.startswith("exp-")
+
+
+def test_csv_data_with_text_labels(cli, write):
+    rows = ["a,b,kind"] + [f"{i % 7},{(i * 3) % 5},{'cat' if i % 2 else 'dog'}" for i in range(60)]
+    write("data/pets.csv", "\n".join(rows) + "\n")
+    cfg = write("pets.yaml", """
+        data: {source: csv, path: data/pets.csv, target: kind}
+        model:
+          layers: [{type: dense, units: 2, activation: softmax}]
+        training: {loss: sparse_categorical_crossentropy, metrics: [accuracy], epochs: 1}
+        output: {name: pets}
+    """)
+    run_dir, _ = train(cli, cfg)
+    assert json.loads((run_dir / "labels.json").read_text()) == ["cat", "dog"]
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert Path(resolved["data"]["path"]).is_absolute()
+
+
+def test_leaky_relu_follows_the_tutorial_slope(cli, write):
+    import keras
+
+    cfg = write("leaky.yaml", """
+        data: {source: generate, generator: xor, samples: 64}
+        model:
+          layers:
+            - {type: dense, units: 4, activation: leaky_relu}
+            - {type: dense, units: 4, activation: {name: leaky_relu, negative_slope: 0.2}}
+            - {type: dense, units: 1, activation: sigmoid}
+        training: {loss: binary_crossentropy, epochs: 1}
+        output: {name: leaky}
+    """)
+    run_dir, _ = train(cli, cfg)
+    model = keras.models.load_model(run_dir / "model.keras")
+    slopes = [layer.negative_slope for layer in model.layers
+              if isinstance(layer, keras.layers.LeakyReLU)]
+    assert slopes == pytest.approx([0.01, 0.2])
