@@ -126,6 +126,16 @@ def train(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print more: the config and "
                                           "data details, learning rate and rows/s per "
                                           "epoch.")] = False,
+    strategy: Annotated[Optional[str], typer.Option(
+        "--strategy", metavar="none|mirrored|multi_worker",
+        help="Same as --set distribution.strategy=NAME.", show_default=False)] = None,
+    workers: Annotated[Optional[str], typer.Option(
+        "--workers", metavar="HOST:PORT,...", help="Every worker of a multi-worker run, the "
+        "same list on each: --set distribution.workers=[...].", show_default=False)] = None,
+    worker_index: Annotated[Optional[int], typer.Option(
+        "--worker-index", metavar="N", help="This worker's place in --workers (0 is the "
+        "chief, which writes the run): --set distribution.worker_index=N.",
+        show_default=False)] = None,
 ) -> None:
     """Train the model a config describes and write a run directory.
 
@@ -151,8 +161,16 @@ def train(
                          "configs/quickstart.yaml`, or --resume RUN_DIR")
     if config is None:
         config = RunDir.open(resume).file(CONFIG)
+    set_ = list(set_ or [])
+    if strategy is not None:
+        set_.append(f"distribution.strategy={json.dumps(strategy)}")
+    if workers is not None:
+        set_.append(f"distribution.workers={json.dumps(workers.split(','))}")
+    if worker_index is not None:
+        set_.append(f"distribution.worker_index={worker_index}")
     loaded = _load(config, set_, data)
     stop = StopRequest()
+    chief = True  # the other workers of a multi-worker run print nothing on stdout
 
     def on_signal(signum: int, frame: Any) -> None:
         if stop:  # the second Ctrl-C stops at once
@@ -163,11 +181,13 @@ def train(
                       "(Ctrl-C again to stop at once)")
 
     def on_prepared(prepared: Any) -> None:
+        nonlocal chief
+        chief = prepared.chief
         display.begin(prepared, _summary_table(prepared.model))
 
     def on_epoch(epoch: int, total: int, logs: dict[str, float], seconds: float) -> None:
         display.epoch(epoch, total, logs, seconds)
-        if jsonl:
+        if jsonl and chief:
             print(json.dumps(progress.epoch_event(epoch, total, logs, seconds)), flush=True)
 
     with _positions(loaded), _signals(on_signal), display:
@@ -183,6 +203,8 @@ def train(
                  f"run directory: {run.path}"])
     document = {"run_dir": str(run.path), "epochs": result.epochs_run,
                 "seconds": round(result.seconds, 3), "metrics": result.metrics}
+    if not chief:
+        return
     if jsonl:
         print(json.dumps(progress.end_event(document)), flush=True)
     elif json_out:

@@ -104,20 +104,27 @@ def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
     validation = ((ds.inputs("validation", cfg.batch_size)["x"] if ds.streamed
                    else (ds.x_val, ds.y_val)) if len(ds.x_val) else None)
     best_weights = checkpoint.best_weights() if checkpoint else None
-    # A checkpoint taken mid-epoch holds that epoch's metric accumulators; they are added back
-    # after the first step of the resumed epoch (when Keras has built and reset its metrics).
+    # A checkpoint taken mid-epoch holds that epoch's metric accumulators. They are put back at
+    # the start of the resumed epoch, after Keras resets its metrics, so the epoch's averages
+    # sum the same numbers in the same order as a run that never stopped. Keras builds its
+    # compiled metrics lazily; evaluating one row builds them without touching weights,
+    # optimizer or random state.
     pending = checkpoint if checkpoint is not None and state.step else None
+    if pending is not None:
+        model.evaluate(ds.x_train[:1], ds.y_train[:1], verbose=0)
 
     class Hook(keras.callbacks.Callback):
         nan = False
         metrics: list[np.ndarray] | None = None  # taken when a signal stops the epoch
 
-        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             nonlocal pending
             if pending is not None:
                 for i, v in enumerate(self.model.metrics_variables):
-                    v.assign_add(pending.arrays[f"metrics/{i}"])
+                    v.assign(pending.arrays[f"metrics/{i}"])
                 pending = None
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(float(loss)):
                 Hook.nan = True

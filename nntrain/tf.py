@@ -76,3 +76,20 @@ def _without_matplotlib() -> Iterator[None]:
     finally:
         for name in hidden:
             sys.modules.pop(name, None)
+
+
+def split_cpu(count: int) -> None:
+    """Present the CPU as ``count`` logical devices (distribution.cpu_devices).
+
+    TensorFlow fixes its logical devices when it first runs an op, so this must come after
+    import_keras (which runs none) and before anything else touches TensorFlow; ``prepare``
+    calls it first. A process that has run TensorFlow already gets a RuntimeError."""
+    import_keras()
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) == count:
+        return
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])

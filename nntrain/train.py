@@ -3,9 +3,12 @@ progress goes to the ``on_epoch`` callback the caller passes in."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import platform
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +22,7 @@ from nntrain.config import LoadedConfig
 from nntrain.config.schema import RunConfig
 from nntrain.data.dataset import Dataset, load_dataset, resolve_paths
 from nntrain.data.preprocess import PREPROCESSING
-from nntrain import checkpoint
+from nntrain import checkpoint, distribute
 from nntrain.checkpoint import CHECKPOINT, Checkpoint, LoopState
 from nntrain.errors import (
     ConfigError,
@@ -72,10 +75,16 @@ class Prepared:
     n_classes: int | None
     notes: list[str] = field(default_factory=list)
     monitors: dict[str, str] = field(default_factory=dict)  # see monitors()
+    strategy: Any = None  # the tf.distribute strategy; None on one device
+    chief: bool = True  # False on the other workers of a multi-worker run: they write nothing
 
     @property
     def config(self) -> RunConfig:
         return self.loaded.config
+
+    def scope(self) -> contextlib.AbstractContextManager[Any]:
+        """Where variables are created: the strategy's scope, to be mirrored."""
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
 
 @dataclass
@@ -148,6 +157,8 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     """Load the data, check it against the model and loss, and build the model."""
     keras = import_keras()
     config = loaded.config
+    # First: distribution.cpu_devices must come before TensorFlow runs anything.
+    strategy, cluster = distribute.make_strategy(config.distribution)
     seed = config.training.seed
     keras.utils.set_random_seed(seed)
     task = task_of(config)
@@ -161,9 +172,12 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     if shape is not None and shape != data_shape:
         raise ConfigError.at(("model", "input_shape"), f"the data has input shape {data_shape} "
                              f"({ds.n_features} features) but the model expects {shape}")
-    model = build_model(config.model, tuple(shape or data_shape),
-                        normalization=ds.preprocessing.normalization)
-    prepared = Prepared(loaded, ds, model, task, n_classes, notes=list(ds.notes))
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_model(config.model, tuple(shape or data_shape),
+                            normalization=ds.preprocessing.normalization)
+    distribute.prepare_model(model, strategy)
+    prepared = Prepared(loaded, ds, model, task, n_classes, notes=list(ds.notes),
+                        strategy=strategy, chief=cluster is None or cluster.chief)
     # Dry-build what fit() compiles with, so that a misspelled argument of the loss, optimizer
     # or a metric is reported by `validate`, and by `train` before it creates a run directory.
     problems = []
@@ -230,11 +244,14 @@ def _fmt(v: Any) -> str:
 
 def compile_model(prepared: Prepared) -> None:
     cfg = prepared.config.training
-    prepared.model.compile(
-        optimizer=build_optimizer(cfg, steps_per_epoch(len(prepared.dataset.x_train),
-                                                       cfg.batch_size)),
-        loss=build_loss(cfg), metrics=build_metrics(cfg),
-        steps_per_execution=cfg.steps_per_execution)
+    with prepared.scope():
+        prepared.model.compile(
+            optimizer=build_optimizer(cfg, steps_per_epoch(len(prepared.dataset.x_train),
+                                                           cfg.batch_size)),
+            loss=build_loss(cfg), metrics=build_metrics(cfg),
+            # Keras 3.15 fails to run several steps per call under a tf.distribute strategy
+            # ("You must feed a value for placeholder tensor"); the results are the same.
+            steps_per_execution=cfg.steps_per_execution if prepared.strategy is None else 1)
 
 
 def evaluate_splits(model: Any, prepared: Prepared) -> dict[str, dict[str, float]]:
@@ -325,13 +342,13 @@ class _Session:
     resumes: list[dict[str, Any]]
 
 
-def _start(prepared: Prepared, argv: list[str], force: bool) -> _Session:
+def _start(prepared: Prepared, argv: list[str], force: bool, root: str | None) -> _Session:
     out = prepared.config.output
     name = out.name or _default_name(prepared.loaded.source.name)
     params = prepared.model.count_params()
     # The model, the checkpoint (weights, optimizer slots, best weights) and their temporaries.
-    run = RunDir.create(out.dir, name, explicit_name=out.name is not None, force=force,
-                        need_bytes=params * 4 * 8)
+    run = RunDir.create(root or out.dir, name, explicit_name=out.name is not None,
+                        force=force or root is not None, need_bytes=params * 4 * 8)
     return _Session(run, LoopState(), None, timestamp(), argv, [])
 
 
@@ -374,8 +391,26 @@ def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = 
     prepared = prepare(loaded)
     if on_prepared is not None:
         on_prepared(prepared)
-    argv = argv or sys.argv
-    session = _resume(prepared, resume, argv) if resume else _start(prepared, argv, force)
+    kwargs = dict(argv=argv or sys.argv, force=force, resume=resume, stop=stop,
+                  on_epoch=on_epoch, on_batch=on_batch)
+    if prepared.chief:
+        return _train(prepared, **kwargs)
+    if resume is not None:
+        raise UsageError("--resume is not supported for multi-worker runs yet; train again")
+    # The other workers make the same calls as the chief (saving and evaluating run
+    # collectives), into a scratch directory that is deleted at the end.
+    scratch = tempfile.mkdtemp(prefix="nntrain-worker-")
+    try:
+        return _train(prepared, **kwargs, root=scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | None,
+           stop: StopRequest | None, on_epoch: EpochCallback | None,
+           on_batch: BatchCallback | None, root: str | None = None,
+           ) -> tuple[RunDir, TrainResult, Prepared]:
+    session = _resume(prepared, resume, argv) if resume else _start(prepared, argv, force, root)
     run = session.run
     stop = stop if stop is not None else StopRequest()
     elapsed = 0.0
@@ -401,7 +436,8 @@ def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = 
         write_status("running", session.state)
         compile_model(prepared)
         if session.checkpoint is not None:
-            checkpoint.restore(prepared.model, session.checkpoint)
+            with prepared.scope():  # the optimizer's slots are created here when restoring
+                checkpoint.restore(prepared.model, session.checkpoint)
         board = TensorBoardLog(run.file(TENSORBOARD), prepared.model, on_epoch) \
             if prepared.config.training.tensorboard else None
         result = run_loop(prepared.model, prepared.dataset, prepared.config.training,

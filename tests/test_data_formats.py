@@ -169,6 +169,20 @@ def test_train_on_npy_pairs_with_separate_test_files(cli, write, tmp_path):
     assert f"x_path: {tmp_path / 'xt.npy'}" in resolved and "test: 0.0" in resolved
 
 
+@pytest.mark.parametrize("x, y, message", [
+    (np.zeros((4, 2)), np.zeros(3),
+     "x.npy: has 4 rows but y.npy has 3; x and y need one row per sample"),
+    (np.zeros((4, 2)), np.array(["a", None, "b", "c"], dtype=object),
+     "y.npy: holds Python objects (a pickled object array); nntrain never loads pickles"),
+    (np.zeros((4, 2)), np.zeros((4, 3)), "y.npy: the array must hold one target per row"),
+])
+def test_bad_npy_pairs(cli, write, tmp_path, x, y, message):
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y, allow_pickle=True)
+    res = cli("validate", config(write, "data: {source: npy, x_path: x.npy, y_path: y.npy}"))
+    assert res.code == 2 and message in res.err, res.err
+
+
 def test_npz_from_a_pipe(tmp_path):
     cfg = tmp_path / "run.yaml"
     cfg.write_text("data: {source: npz, path: unused.npz}\n" + textwrap.dedent(MODEL))
@@ -406,14 +420,12 @@ def test_stream_trains_from_the_file_like_loading_it(cli, write, tmp_path):
     assert metrics["test"]["accuracy"] > 0.8
     # The splits are what the pipelines deliver.
     from nntrain.config import load_config
-    from nntrain.train import check_task, prepare
+    from nntrain.train import prepare
 
-    prepared = prepare(load_config(cfg))
-    ds = prepared.dataset
+    ds = prepare(load_config(cfg)).dataset
     for split in ("train", "validation", "test"):
         data = ds.inputs(split, 64)["x"]
         assert sum(int(b[0].shape[0]) for b in data) == len(ds.split(split)[0])
-    assert check_task is not None
 
 
 def test_stream_with_ordered_split_drop_policy_and_normalization(cli, write, tmp_path):

@@ -374,6 +374,78 @@ class OutputConfig(Section):
         return value
 
 
+class Distribution(Section):
+    """Where training runs: one device (none), several local devices (mirrored), or several
+    machines (multi_worker). All of it is tf.distribute; see README, "Running on several
+    devices or machines"."""
+
+    strategy: Literal["none", "mirrored", "multi_worker"] = "none"
+    # mirrored: device names such as /gpu:0; all GPUs when omitted, else every (logical) CPU.
+    devices: list[str] | None = None
+    # Split the CPU into this many logical devices, so that mirrored runs on a CPU-only machine
+    # (for tests). TensorFlow fixes its devices when it first runs an op, so this is applied
+    # right after TensorFlow is imported; a process that ran TensorFlow before cannot use it.
+    cpu_devices: PositiveInt | None = None
+    # multi_worker: every worker's host:port, the same list on every worker, and this worker's
+    # index in it (0 is the chief, which writes the run). Taken from TF_CONFIG when omitted.
+    workers: list[str] | None = None
+    worker_index: Annotated[int, Field(ge=0)] | None = None
+    timeout: PositiveFloat = 60.0  # seconds to wait for the other workers, then fail
+
+    @field_validator("devices")
+    @classmethod
+    def _mirrored_only(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is not None and info.data.get("strategy") != "mirrored":
+            raise PydanticCustomError("distribution", "devices needs strategy: mirrored, got "
+                                      "strategy: {s}", {"s": info.data.get("strategy")})
+        if value is not None and not value:
+            raise PydanticCustomError("distribution", "name at least one device, or omit "
+                                      "devices to use all of them", {})
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _host_ports(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is None:
+            return value
+        if info.data.get("strategy") != "multi_worker":
+            raise PydanticCustomError("distribution", "workers needs strategy: multi_worker, "
+                                      "got strategy: {s}", {"s": info.data.get("strategy")})
+        if not value:
+            raise PydanticCustomError("distribution", "name at least one worker as "
+                                      "host:port", {})
+        for address in value:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise PydanticCustomError("host_port", "expected host:port (e.g. "
+                                          "10.0.0.1:2222), got {a}", {"a": repr(address)})
+        if len(set(value)) != len(value):
+            raise PydanticCustomError("distribution", "each worker must appear once", {})
+        return value
+
+    @field_validator("worker_index")
+    @classmethod
+    def _in_range(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None:
+            return value
+        workers = info.data.get("workers")
+        if workers is None:
+            raise PydanticCustomError("distribution", "worker_index needs the workers list "
+                                      "beside it (or neither, to read TF_CONFIG)", {})
+        if value >= len(workers):
+            raise PydanticCustomError("worker_index", "expected an index into the {n} workers "
+                                      "(0 to {m}), got {v}",
+                                      {"n": len(workers), "m": len(workers) - 1, "v": value})
+        return value
+
+    @model_validator(mode="after")
+    def _workers_with_index(self) -> "Distribution":
+        if self.workers is not None and self.worker_index is None:
+            raise PydanticCustomError("distribution", "workers needs worker_index (this "
+                                      "worker's place in the list) beside it", {})
+        return self
+
+
 class RunConfig(Section):
     """One training run: data, model, training and where outputs go."""
 
@@ -381,6 +453,7 @@ class RunConfig(Section):
     model: ModelConfig
     training: TrainingConfig
     output: OutputConfig = OutputConfig()
+    distribution: Distribution = Distribution()
 
 
 def json_schema() -> dict[str, Any]:

@@ -66,7 +66,7 @@ def read_npz(path: str | Path, x: str = "x", y: str = "y", features: list[int] |
         xa = _array(archive, x, name)
         ya = _array(archive, y, name)
         names = _feature_names(archive, xa, name) if "feature_names" in present else None
-    return _table(xa, ya, names, features, name, x, y, missing)
+    return _table(xa, ya, names, features, name, x, name, y, missing)
 
 
 def read_npy(x_path: str | Path, y_path: str | Path, features: list[int] | None = None,
@@ -74,12 +74,8 @@ def read_npy(x_path: str | Path, y_path: str | Path, features: list[int] | None 
              missing: Missing = "error") -> Table:
     """Read inputs and targets from two .npy files."""
     x_name, y_name = x_name or str(x_path), y_name or str(y_path)
-    xa = _npy(x_path, x_name)
-    ya = _npy(y_path, y_name)
-    if len(xa) != len(ya):
-        raise DataError.in_file(y_name, f"has {len(ya)} rows but {x_name} has {len(xa)}; x and "
-                                "y need one row per sample")
-    return _table(xa, ya, None, features, f"{x_name}", "x", "y", missing, y_file=y_name)
+    return _table(_npy(x_path, x_name), _npy(y_path, y_name), None, features, x_name, None,
+                  y_name, None, missing)
 
 
 def _npy(path: str | Path, name: str) -> np.ndarray:
@@ -125,13 +121,15 @@ def _feature_names(archive: np.lib.npyio.NpzFile, x: np.ndarray, name: str) -> l
 
 
 def _table(x: np.ndarray, y: np.ndarray, names: list[str] | None, features: list[int] | None,
-           name: str, x_key: str, y_key: str, missing: Missing, y_file: str | None = None
-           ) -> Table:
-    y_where = f"array '{y_key}'" if y_file is None else "the array"
-    y_file = y_file or name
+           x_file: str, x_key: str | None, y_file: str, y_key: str | None,
+           missing: Missing) -> Table:
+    """Checked arrays -> a Table. ``x_key``/``y_key``: the array names in an .npz archive, or
+    None for a file that is the array (.npy)."""
+    x_where = f"array '{x_key}'" if x_key else "the array"
+    y_where = f"array '{y_key}'" if y_key else "the array"
     if x.dtype.kind not in "biuf" or x.ndim == 0:
-        raise DataError.in_file(name, f"array '{x_key}' must hold numbers in rows, got "
-                                f"dtype {x.dtype} and shape {x.shape}")
+        raise DataError.in_file(x_file, f"{x_where} must hold numbers in rows, got dtype "
+                                f"{x.dtype} and shape {x.shape}")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
@@ -139,33 +137,36 @@ def _table(x: np.ndarray, y: np.ndarray, names: list[str] | None, features: list
                                 f" got shape {y.shape}", hint="for one-hot targets, store the "
                                 "class indices (y.argmax(axis=1)); the loss decides the encoding")
     if len(x) != len(y):
-        raise DataError.in_file(name, f"array '{x_key}' has {len(x)} rows but '{y_key}' has "
-                                f"{len(y)}; x and y need one row per sample")
+        if x_key and y_key:
+            message = f"array '{x_key}' has {len(x)} rows but '{y_key}' has {len(y)}"
+        else:
+            message = f"has {len(x)} rows but {y_file} has {len(y)}"
+        raise DataError.in_file(x_file, f"{message}; x and y need one row per sample")
     if len(x) == 0:
-        raise DataError.in_file(name, f"array '{x_key}' has no rows")
+        raise DataError.in_file(x_file, f"{x_where} has no rows")
     if x.ndim == 1:
         x = x[:, None]
     if features is not None:
         if x.ndim != 2:
-            raise DataError.in_file(name, f"data.features picks columns of a 2-D x; array "
-                                    f"'{x_key}' has shape {x.shape}")
+            raise DataError.in_file(x_file, f"data.features picks columns of a 2-D x; "
+                                    f"{x_where} has shape {x.shape}")
         bad = [f for f in features if f >= x.shape[1]]
         if bad:
-            raise DataError.in_file(name, f"data.features: column {bad[0]} does not exist; "
-                                    f"array '{x_key}' has {x.shape[1]} columns (0 to "
+            raise DataError.in_file(x_file, f"data.features: column {bad[0]} does not exist; "
+                                    f"{x_where} has {x.shape[1]} columns (0 to "
                                     f"{x.shape[1] - 1})")
         x = x[:, features]
         names = [names[f] for f in features] if names else [f"x{f}" for f in features]
     if names is None:
         names = [f"x{i}" for i in range(x.shape[1])] if x.ndim == 2 else ["x"]
     x = x.astype(np.float32)
-    bad_x = ~np.isfinite(x.reshape(len(x), -1))
+    flat = x.reshape(len(x), -1)
+    bad_x = ~np.isfinite(flat)
     if missing == "error" and bad_x.any():
         row, col = np.argwhere(bad_x)[0]
-        raise DataError.in_file(name, f"array '{x_key}' row {row}, column {col}: "
-                                f"{x.reshape(len(x), -1)[row, col]} is not a finite number",
-                                hint="to accept missing values, set data.missing to drop, mean "
-                                "or {fill: VALUE}")
+        raise DataError.in_file(x_file, f"{x_where} row {row}, column {col}: {flat[row, col]} "
+                                "is not a finite number", hint="to accept missing values, set "
+                                "data.missing to drop, mean or {fill: VALUE}")
     y, labels = _targets(y, y_file, y_where, missing)
     return Table(x, y, names, labels)
 

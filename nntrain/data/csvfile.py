@@ -74,10 +74,6 @@ class Chunk:
 class _TextTarget(Exception):
     """The target column holds text: read the file again, mapping labels to indices."""
 
-    def __init__(self, cell: str, line: int):
-        self.cell = cell
-        self.line = line
-
 
 def read_csv(path: str | Path, target: str, features: list[str] | None = None,
              name: str | None = None, *, missing: Missing = "error") -> Table:
@@ -91,7 +87,7 @@ def read_csv(path: str | Path, target: str, features: list[str] | None = None,
                 io.BytesIO(data), encoding="utf-8-sig", newline="")
         else:  # a text stream without bytes underneath (tests, embedding programs)
             text = sys.stdin.read()
-            opener = lambda: io.StringIO(text)  # noqa: E731
+            opener = lambda: io.StringIO(text)
         return _read(opener, target, features, "<stdin>", missing)
     return _read(lambda: open_csv(path, name), target, features, name, missing)
 
@@ -117,17 +113,21 @@ def open_csv(path: str | Path, name: str) -> TextIO:
 
 def _read(opener: Callable[[], TextIO], target: str, features: list[str] | None, name: str,
           missing: Missing, fast: bool = True) -> Table:
-    labels: dict[str, int] | None = None  # None until the target turns out to hold text
-    while True:
-        try:
-            with opener() as fh:
-                columns = read_header(fh, target, features, name)
-                chunks = list(read_chunks(fh, columns, name, missing, labels=labels, fast=fast))
-            break
-        except _TextTarget:
-            if labels is not None:
-                raise
-            labels = {}
+    """Numbers in the target column unless a cell holds text; then the file again, with the
+    target's cells as class labels."""
+
+    def chunks_of(labels: dict[str, int] | None) -> tuple[Columns, list[Chunk]]:
+        with opener() as fh:
+            columns = read_header(fh, target, features, name)
+            return columns, list(read_chunks(fh, columns, name, missing, labels=labels,
+                                             fast=fast))
+
+    labels: dict[str, int] | None = None
+    try:
+        columns, chunks = chunks_of(labels)
+    except _TextTarget:
+        labels = {}
+        columns, chunks = chunks_of(labels)
     if not chunks:
         raise DataError.in_file(name, "no data rows after the header")
     x = np.concatenate([c.x for c in chunks])
@@ -299,7 +299,7 @@ def _target(cell: str, column: str, name: str, line: int, missing: Missing,
                 "numeric labels (class indices 0, 1, ...)", line,
                 hint="map the labels to numbers, or set data.stream: false to load the file "
                 "whole (text labels work then)") from None
-        raise _TextTarget(text, line) from None
+        raise _TextTarget() from None
 
 
 def _is_missing(cell: str) -> bool:

@@ -182,17 +182,17 @@ def _read_tables(cfg: DataConfig, seed: int, base_dir: Path,
         if isinstance(cfg, NpyData):
             x_path, y_path = where
             names[part] = f"{x_path}, {y_path}"
-            tables[part] = read_npy(_local(x_path, base_dir), _local(y_path, base_dir),
+            tables[part] = read_npy(local_path(x_path, base_dir), local_path(y_path, base_dir),
                                     cfg.features, x_path, y_path, missing=missing)
         elif isinstance(cfg, NpzData):
             names[part] = "<stdin>" if where == "-" else where
-            tables[part] = read_npz(_local(where, base_dir), cfg.x, cfg.y, cfg.features,
+            tables[part] = read_npz(local_path(where, base_dir), cfg.x, cfg.y, cfg.features,
                                     where, missing=missing)
         else:
             names[part] = "<stdin>" if where == "-" else where
             # The other files' columns by the main file's names, in its order.
             features = cfg.features or (tables["main"].feature_names if tables else None)
-            tables[part] = read_csv(_local(where, base_dir), cfg.target, features,
+            tables[part] = read_csv(local_path(where, base_dir), cfg.target, features,
                                     name=where, missing=missing)
     widths = {tuple(t.x.shape[1:]) for t in tables.values()}
     if len(widths) > 1:
@@ -255,7 +255,8 @@ def check_separate_files(cfg: DataConfig) -> None:
                                  "main file too); remove it")
 
 
-def _local(path: str, base_dir: Path) -> str:
+def local_path(path: str, base_dir: Path) -> str:
+    """A path from the config, relative to base_dir unless absolute; '-' stays '-'."""
     if path == "-":
         return path
     p = Path(path).expanduser()

@@ -15,6 +15,9 @@ Which split a row belongs to cannot depend on a permutation of all rows, so:
   not available; in expectation every class is split in the configured proportions.
 - ``split.shuffle: false``: the first rows train, then validation, then test, as for loaded
   files (the pre-pass counts the rows first).
+
+The same rule runs in numpy (the pre-pass) and in TensorFlow (the pipeline). Rows dropped for
+missing values (``missing: drop``) are dropped after it, so a row never changes split.
 - ``validation_path`` / ``test_path``: those files are streamed whole.
 
 Training rows are shuffled each epoch through a buffer of SHUFFLE_BUFFER rows.
@@ -210,7 +213,7 @@ def _sha256(paths: list[str]) -> str:
 
 def load_streamed(cfg: CsvData, seed: int, base_dir: Path) -> Any:
     """A Dataset whose splits are StreamedRows, after the pre-pass over every file."""
-    from nntrain.data.dataset import Dataset, check_separate_files, data_files
+    from nntrain.data.dataset import Dataset, check_separate_files, data_files, local_path
 
     if cfg.path == "-":
         raise ConfigError.at(("data", "stream"), "streaming reads the file again every epoch, "
@@ -224,7 +227,7 @@ def load_streamed(cfg: CsvData, seed: int, base_dir: Path) -> Any:
     policy = policy_name(cfg.missing)
     missing: Missing = "error" if policy == "error" else "drop" if policy == "drop" else "keep"
     fill = cfg.missing.fill if policy == "fill" else None
-    files = {part: (_absolute(p, base_dir), p) for part, p in data_files(cfg).items()}
+    files = {part: (local_path(p, base_dir), p) for part, p in data_files(cfg).items()}
     path, name = files["main"]
     file_rows = _count_rows(path, name, cfg) if not cfg.split.shuffle else 0
     columns, main = _scan(path, name, cfg, cfg.features, seed, True, file_rows, fill, missing)
@@ -278,11 +281,6 @@ def load_streamed(cfg: CsvData, seed: int, base_dir: Path) -> Any:
         ds.notes.append(f"dropped {dropped} row{'s' if dropped != 1 else ''} with missing "
                         "values (data.missing: drop)")
     return ds
-
-
-def _absolute(path: str, base_dir: Path) -> str:
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() else base_dir / p)
 
 
 # --- the tf.data pipeline ----------------------------------------------------------------

@@ -1,0 +1,176 @@
+"""The tf.distribute strategy a config asks for (its ``distribution`` section).
+
+Nothing here is home-made: mirrored runs use tf.distribute.MirroredStrategy, multi-worker runs
+MultiWorkerMirroredStrategy, which start their own gRPC servers and all-reduce the gradients.
+This module only builds the strategy, checks that the other workers are there before the
+first collective (which would otherwise wait for them), and works around two Keras bugs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from nntrain.config.schema import Distribution
+from nntrain.errors import ConfigError, NntrainError
+from nntrain.tf import import_keras, split_cpu
+
+
+@dataclass(frozen=True)
+class Cluster:
+    workers: list[str]
+    index: int
+
+    @property
+    def chief(self) -> bool:
+        return self.index == 0
+
+
+def cluster_of(cfg: Distribution) -> Cluster:
+    """The workers and this worker's index: from the config, else from TF_CONFIG."""
+    if cfg.workers is not None and cfg.worker_index is not None:
+        return Cluster(list(cfg.workers), cfg.worker_index)
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise ConfigError.at(("distribution", "workers"), "strategy: multi_worker needs the "
+                             "workers (distribution.workers and worker_index, or --workers and "
+                             "--worker-index) or a TF_CONFIG environment variable")
+    try:
+        spec = json.loads(text)
+        workers = list(spec["cluster"]["worker"])
+        task = spec["task"]
+        index = int(task["index"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NntrainError(f"TF_CONFIG: expected {{\"cluster\": {{\"worker\": [\"host:port\", "
+                           f"...]}}, \"task\": {{\"type\": \"worker\", \"index\": N}}}}, could "
+                           f"not read {exc!s}") from None
+    if task.get("type", "worker") != "worker":
+        raise NntrainError(f"TF_CONFIG: task type '{task.get('type')}' is not supported; "
+                           "MultiWorkerMirroredStrategy needs every task to be a worker")
+    if not 0 <= index < len(workers):
+        raise NntrainError(f"TF_CONFIG: task index {index} is out of range for the "
+                           f"{len(workers)} workers (0 to {len(workers) - 1})")
+    return Cluster(workers, index)
+
+
+def make_strategy(cfg: Distribution) -> tuple[Any, Cluster | None]:
+    """(the strategy or None, the cluster for multi_worker). Call it before TensorFlow runs
+    anything: cpu_devices changes the devices TensorFlow starts with."""
+    if cfg.cpu_devices is not None:
+        try:
+            split_cpu(cfg.cpu_devices)
+        except RuntimeError:
+            raise ConfigError.at(("distribution", "cpu_devices"), "TensorFlow started in this "
+                                 "process already; cpu_devices takes effect only in a fresh "
+                                 "process") from None
+    if cfg.strategy == "none":
+        return None, None
+    import_keras()
+    import tensorflow as tf
+
+    if cfg.strategy == "mirrored":
+        devices = cfg.devices or _local_devices(tf)
+        try:
+            return tf.distribute.MirroredStrategy(devices), None
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError.at(("distribution", "devices"), f"{exc}; this machine has "
+                                 f"{', '.join(_local_devices(tf))}") from None
+    cluster = cluster_of(cfg)
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec({"worker": cluster.workers}), task_type="worker",
+        task_id=cluster.index, rpc_layer="grpc")
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=resolver,
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=cfg.timeout))
+    # The strategy has started this worker's server; the first collective would wait for the
+    # others, so check they are listening, within the timeout, before training starts.
+    wait_for_peers(cluster, cfg.timeout)
+    _patch_keras_multi_worker()
+    return strategy, cluster
+
+
+def _local_devices(tf: Any) -> list[str]:
+    gpus = tf.config.list_logical_devices("GPU")
+    return [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
+
+
+def wait_for_peers(cluster: Cluster, timeout: float) -> None:
+    """Return when every other worker accepts TCP connections; raise after ``timeout``s."""
+    deadline = time.monotonic() + timeout
+    for i, address in enumerate(cluster.workers):
+        if i == cluster.index:
+            continue
+        host, _, port = address.rpartition(":")
+        while True:
+            try:
+                with socket.create_connection((host.strip("[]"), int(port)),
+                                              timeout=max(0.1, min(2.0, deadline -
+                                                                   time.monotonic()))):
+                    break
+            except OSError as exc:
+                if time.monotonic() >= deadline:
+                    raise NntrainError(f"worker {i} ({address}) did not answer within "
+                                       f"{timeout:g}s ({exc.strerror or exc}); start every "
+                                       "worker with the same workers list, or raise "
+                                       "distribution.timeout") from None
+                time.sleep(0.2)
+
+
+def prepare_model(model: Any, strategy: Any) -> None:
+    """Per-model part of the Keras multi-worker workaround (see _patch_keras_multi_worker)."""
+    if not _multi_worker(strategy):
+        return
+    import tensorflow as tf
+
+    def symbolic_build(iterator: Any = None, data_batch: Any = None) -> None:
+        # Keras all-reduces the first batch only to learn its shapes, with a reduce that fails
+        # across workers; the local replica's batch has the same shapes.
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: v.values[0] if isinstance(v, tf.distribute.DistributedValues)
+                    else v, next(it))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = symbolic_build
+
+
+_patched = False
+
+
+def _patch_keras_multi_worker() -> None:
+    """Keras 3.15 cannot fit() under MultiWorkerMirroredStrategy (keras-team/keras#20585): it
+    averages each step's scalar logs across workers with axis=0, which scalars lack. Average
+    scalars with axis=None instead. The epoch's logs do not depend on this: Keras reads them
+    from the metric variables, which tf.distribute sums across all replicas."""
+    global _patched
+    if _patched:
+        return
+    from keras.src.backend.tensorflow import trainer
+
+    original = trainer.reduce_per_replica
+
+    def reduce_per_replica(values: Any, strategy: Any, reduction: str = "auto") -> Any:
+        if reduction != "auto" or not _multi_worker(strategy):
+            return original(values, strategy, reduction)
+        import tensorflow as tf
+
+        return tf.nest.map_structure(
+            lambda v: strategy.reduce("MEAN", v, axis=0 if v.shape.rank else None), values)
+
+    trainer.reduce_per_replica = reduce_per_replica
+    _patched = True
+
+
+def _multi_worker(strategy: Any) -> bool:
+    import tensorflow as tf
+
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode())

@@ -1,0 +1,145 @@
+"""Distributed training with tf.distribute: mirrored over logical CPU devices, two workers on
+127.0.0.1, and bad cluster specs. Each run is a subprocess: logical devices and a worker's
+server are fixed for the life of a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TINY
+
+# Every training row in one order (no shuffle) so that the runs compare number for number.
+CONFIG = TINY.replace("batch_size: 32", "batch_size: 32\n  shuffle: false") + \
+    "  plots: false\n"
+
+
+def nntrain(cwd: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "nntrain", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"nntrain did not finish within {timeout}s; stderr:\n{err}")
+    return proc.returncode, out, err
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture
+def work(tmp_path):
+    (tmp_path / "run.yaml").write_text(CONFIG)
+    return tmp_path
+
+
+def metrics(out: str) -> dict:
+    return json.loads(out)["metrics"]
+
+
+def test_mirrored_over_two_cpus_matches_one_device(work):
+    one = nntrain(work, "train", "run.yaml", "--json", "--set", "output.name=one")
+    two = nntrain(work, "train", "run.yaml", "--json", "--strategy", "mirrored",
+                  "--set", "distribution.cpu_devices=2", "--set", "output.name=two")
+    (c1, out1, err1), (c2, out2, err2) = finish(one), finish(two)
+    assert c1 == 0, err1
+    assert c2 == 0, err2
+    m1, m2 = metrics(out1), metrics(out2)
+    assert m1.keys() == m2.keys()
+    for split in m1:
+        for name, value in m1[split].items():
+            assert m2[split][name] == pytest.approx(value, rel=1e-4, abs=1e-6), (split, name)
+    config = (work / "runs" / "two" / "config.yaml").read_text()
+    assert "strategy: mirrored" in config
+
+
+def test_two_workers_train_one_model_and_write_one_run(work):
+    import keras
+    import numpy as np
+
+    workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    procs = [nntrain(work, "train", "run.yaml", "--strategy", "multi_worker", "--workers",
+                     workers, "--worker-index", str(i), "--set", "distribution.timeout=60")
+             for i in (0, 1)]
+    (c0, out0, err0), (c1, out1, err1) = [finish(p) for p in procs]
+    assert c0 == 0, err0
+    assert c1 == 0, err1
+    assert out1 == ""  # only the chief reports the run
+    assert [p.name for p in (work / "runs").iterdir()] == ["tiny"]
+    run = work / out0.strip()
+    assert run == work / "runs" / "tiny"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
+    model = keras.models.load_model(run / "model.keras")
+    x = np.random.RandomState(0).randn(16, 2).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    loss, accuracy = model.evaluate(x, y, verbose=0)
+    assert np.isfinite(loss) and 0 <= accuracy <= 1
+
+
+def test_unreachable_worker_fails_quickly_with_its_address(work):
+    mine, nobody = free_ports(2)
+    start = time.monotonic()
+    code, out, err = finish(nntrain(
+        work, "train", "run.yaml", "--strategy", "multi_worker",
+        "--workers", f"127.0.0.1:{mine},127.0.0.1:{nobody}", "--worker-index", "0",
+        "--set", "distribution.timeout=5"), timeout=120)
+    assert time.monotonic() - start < 60
+    assert code == 1
+    assert f"worker 1 (127.0.0.1:{nobody}) did not answer within 5s" in err
+    assert out == ""
+    assert not (work / "runs").exists() or not any((work / "runs").iterdir())
+
+
+def test_worker_index_out_of_range_is_a_config_error(cli, tiny):
+    r = cli("train", tiny, "--strategy", "multi_worker", "--workers",
+            "127.0.0.1:2222,127.0.0.1:2223", "--worker-index", "2")
+    assert r.code == 2
+    assert "distribution.worker_index: expected an index into the 2 workers (0 to 1), got 2" \
+        in r.err
+    assert r.out == ""
+
+
+@pytest.mark.parametrize("sets, where, message", [
+    (["distribution.workers=[a:1]", "distribution.worker_index=0"],
+     "distribution.workers", "workers needs strategy: multi_worker"),
+    (["distribution.strategy=multi_worker", "distribution.workers=[nohost]",
+      "distribution.worker_index=0"], "distribution.workers", "expected host:port"),
+    (["distribution.strategy=multi_worker", "distribution.workers=['a:1', 'a:1']",
+      "distribution.worker_index=0"], "distribution.workers", "each worker must appear once"),
+    (["distribution.devices=[/cpu:0]"], "distribution.devices",
+     "devices needs strategy: mirrored"),
+    (["distribution.strategy=spread"], "distribution.strategy", "mirrored"),
+    (["distribution.timeout=0"], "distribution.timeout", "greater than 0"),
+])
+def test_bad_distribution_sections_name_their_key(cli, tiny, sets, where, message):
+    args = [a for s in sets for a in ("--set", s)]
+    r = cli("validate", tiny, *args)
+    assert r.code == 2
+    assert where in r.err and message in r.err, r.err
+
+
+def test_multi_worker_without_a_cluster_says_what_is_missing(cli, tiny, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    r = cli("train", tiny, "--strategy", "multi_worker")
+    assert r.code == 2
+    assert "needs the workers" in r.err and "TF_CONFIG" in r.err
