@@ -52,15 +52,18 @@ def inputs(rows: int) -> np.ndarray:
     return np.random.RandomState(SEED).rand(rows, FEATURES).astype(np.float32)
 
 
-def timed(fn, reps: int) -> float:
-    """Median seconds of ``fn()`` after one untimed call (tracing, thread pools)."""
-    fn()
-    seconds = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
+def timed(ways: dict, reps: int) -> dict[str, float]:
+    """Median seconds of each way's call, the ways alternating, after one untimed call each
+    (tracing, thread pools)."""
+    for fn in ways.values():
         fn()
-        seconds.append(time.perf_counter() - t0)
-    return median(seconds)
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(reps):
+        for name, fn in ways.items():
+            t0 = time.perf_counter()
+            fn()
+            seconds[name].append(time.perf_counter() - t0)
+    return {name: median(s) for name, s in seconds.items()}
 
 
 def run_tensorflow(run_dir: str, rows: int, reps: int) -> dict:
@@ -87,7 +90,7 @@ def run_tensorflow(run_dir: str, rows: int, reps: int) -> dict:
         "tf.function by hand, 4096 rows a call": chunks,
         "tf.function by hand, all rows in one call": lambda: by_hand(tf.constant(x)).numpy(),
     }
-    return {name: timed(fn, reps) for name, fn in ways.items()}
+    return timed(ways, reps)
 
 
 def run_torch(rows: int, reps: int) -> dict:
@@ -103,7 +106,7 @@ def run_torch(rows: int, reps: int) -> dict:
         with torch.inference_mode():
             return np.concatenate([model(x[i:i + BATCH]).numpy() for i in range(0, rows, BATCH)])
 
-    return {"torch, inference_mode, 4096 rows a call": timed(chunks, reps)}
+    return timed({"torch, inference_mode, 4096 rows a call": chunks}, reps)
 
 
 def make_run(tmp: Path, rows: int) -> tuple[Path, Path]:

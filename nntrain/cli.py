@@ -200,7 +200,8 @@ def train(
                  *([f"resolved config: {run.path / CONFIG}",
                     f"trained {result.epochs_run} epochs in {result.seconds:.2f}s"]
                    if verbose else []),
-                 f"run directory: {run.path}"])
+                 f"run directory: {run.path}" if chief else
+                 "done; the chief (worker 0) writes the run directory"])
     document = {"run_dir": str(run.path), "epochs": result.epochs_run,
                 "seconds": round(result.seconds, 3), "metrics": result.metrics}
     if not chief:

@@ -8,6 +8,7 @@ first collective (which would otherwise wait for them), and works around two Ker
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import socket
@@ -80,16 +81,22 @@ def make_strategy(cfg: Distribution) -> tuple[Any, Cluster | None]:
             raise ConfigError.at(("distribution", "devices"), f"{exc}; this machine has "
                                  f"{', '.join(_local_devices(tf))}") from None
     cluster = cluster_of(cfg)
+    # Creating the strategy blocks, holding the GIL, until every worker's server is up, with
+    # no timeout of its own: check first that the others are there (see wait_for_peers).
+    wait_for_peers(cluster, cfg.timeout)
     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
         tf.train.ClusterSpec({"worker": cluster.workers}), task_type="worker",
         task_id=cluster.index, rpc_layer="grpc")
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(
-        cluster_resolver=resolver,
-        communication_options=tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=cfg.timeout))
-    # The strategy has started this worker's server; the first collective would wait for the
-    # others, so check they are listening, within the timeout, before training starts.
-    wait_for_peers(cluster, cfg.timeout)
+    # A worker that vanishes between the check and here would leave the constructor waiting
+    # for ever; faulthandler's watchdog thread needs no GIL and ends the process (exit 1).
+    faulthandler.dump_traceback_later(cfg.timeout, exit=True)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver,
+            communication_options=tf.distribute.experimental.CommunicationOptions(
+                timeout_seconds=cfg.timeout))
+    finally:
+        faulthandler.cancel_dump_traceback_later()
     _patch_keras_multi_worker()
     return strategy, cluster
 
@@ -100,8 +107,26 @@ def _local_devices(tf: Any) -> list[str]:
 
 
 def wait_for_peers(cluster: Cluster, timeout: float) -> None:
-    """Return when every other worker accepts TCP connections; raise after ``timeout``s."""
+    """Return when every other worker accepts TCP connections; raise after ``timeout``s.
+
+    Meanwhile this worker listens on its own port, so that the others' checks see it; the
+    port is freed on return for TensorFlow's server (the others retry through the gap)."""
     deadline = time.monotonic() + timeout
+    _, _, own_port = cluster.workers[cluster.index].rpartition(":")
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", int(own_port)))
+        listener.listen(16)
+    except OSError as exc:
+        listener.close()
+        raise NntrainError(f"worker {cluster.index} ({cluster.workers[cluster.index]}): cannot "
+                           f"listen on port {own_port}: {exc.strerror or exc}") from None
+    with listener:
+        _connect_all(cluster, deadline, timeout)
+
+
+def _connect_all(cluster: Cluster, deadline: float, timeout: float) -> None:
     for i, address in enumerate(cluster.workers):
         if i == cluster.index:
             continue

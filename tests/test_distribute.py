@@ -129,7 +129,7 @@ def test_worker_index_out_of_range_is_a_config_error(cli, tiny):
     (["distribution.devices=[/cpu:0]"], "distribution.devices",
      "devices needs strategy: mirrored"),
     (["distribution.strategy=spread"], "distribution.strategy", "mirrored"),
-    (["distribution.timeout=0"], "distribution.timeout", "greater than 0"),
+    (["distribution.timeout=0"], "distribution.timeout", "expected a positive number"),
 ])
 def test_bad_distribution_sections_name_their_key(cli, tiny, sets, where, message):
     args = [a for s in sets for a in ("--set", s)]
