@@ -415,6 +415,9 @@ def eval_(
         "--metrics accuracy,auc. Repeatable.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as one JSON "
                                            "document on stdout.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", metavar="FILE.png", help="Classifiers: also draw the confusion matrix into "
+        "this PNG file.", show_default=False)] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score a trained model: on the run's own test rows, or on --data FILE.
@@ -426,8 +429,17 @@ def eval_(
     from nntrain.evaluate import evaluate
 
     names = [n.strip() for m in metrics or [] for n in m.split(",") if n.strip()]
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise UsageError(f"--plot {plot}: the picture is a PNG; name a file ending in .png")
     result = evaluate(model, data, target=target, loss=loss,
                       metrics=names if metrics is not None else None)
+    if plot is not None:
+        if not result.classes:
+            raise UsageError("--plot draws a confusion matrix, which only classifiers have")
+        from nntrain.plots import plot_confusion_matrix
+
+        plot_confusion_matrix(result.confusion, result.classes, plot,
+                              title=f"confusion matrix, {result.rows} rows")
     if not quiet:
         err = _stderr()
         what = "test rows" if result.data == "test" else f"rows of {result.data}"

@@ -219,3 +219,13 @@ def test_a_lambda_layer_is_refused_and_its_code_never_runs(cli, tmp_path):
         assert res.code == 2 and res.out == ""
         assert "unsafe" in res.err and "Lambda" in res.err
         assert not marker.exists(), "the Lambda's code ran"
+
+
+def test_eval_plot_draws_the_confusion_matrix(cli, runs, tmp_path):
+    res = cli("eval", runs["animals"], "--plot", tmp_path / "cm.png", "-q")
+    assert res.code == 0, res.err
+    png = (tmp_path / "cm.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+    res = cli("eval", runs["sine"], "--plot", tmp_path / "r.png")
+    assert res.code == 2 and "only classifiers" in res.err
+    assert not (tmp_path / "r.png").exists()
