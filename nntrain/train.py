@@ -54,7 +54,10 @@ ONE_HOT_LOSSES = {"categorical_crossentropy", "categorical_focal_crossentropy",
 
 def task_of(config: RunConfig) -> str:
     """'binary', 'multiclass' (integer labels), 'onehot' or 'regression', from the loss."""
-    loss = config.training.loss.name
+    return task_of_loss(config.training.loss.name)
+
+
+def task_of_loss(loss: str) -> str:
     if loss in BINARY_LOSSES:
         return "binary"
     if loss in SPARSE_LOSSES:

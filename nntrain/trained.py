@@ -29,7 +29,7 @@ from nntrain.data.preprocess import PREPROCESSING, Preprocessing
 from nntrain.errors import DataError, UsageError, at_file, did_you_mean
 from nntrain.runs import CONFIG, LABELS, MANIFEST, MODEL, read_json
 from nntrain.tf import import_keras
-from nntrain.train import BINARY_LOSSES, ONE_HOT_LOSSES, SPARSE_LOSSES, check_task
+from nntrain.train import check_task, task_of_loss
 
 # Rows per call of the forward pass: the per-call overhead vanishes, and the activations of a
 # batch stay small whatever the model.
@@ -74,12 +74,7 @@ class Trained:
     @property
     def task(self) -> str:
         """'binary', 'multiclass', 'onehot' or 'regression', from the loss (as training)."""
-        loss = self.training.loss.name
-        if loss in BINARY_LOSSES:
-            return "binary"
-        if loss in SPARSE_LOSSES:
-            return "multiclass"
-        return "onehot" if loss in ONE_HOT_LOSSES else "regression"
+        return task_of_loss(self.training.loss.name)
 
     @property
     def is_classifier(self) -> bool:
