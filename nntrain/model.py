@@ -51,15 +51,21 @@ def _activation_layer(keras: Any, spec: Any, path: KeyPath) -> Any:
     return name
 
 
+# Spellings from other libraries that string similarity does not connect to Keras's names.
+_ALIASES = {"lr": "learning_rate", "eps": "epsilon", "betas": "beta_1", "p": "rate",
+            "out_features": "units", "hidden_size": "units", "dim": "units"}
+
+
 def _construct(keras: Any, cls: Any, args: dict[str, Any], path: KeyPath,
                base: Any = None) -> Any:
     """cls(**args), with a misspelled argument reported at its own key, with a suggestion."""
     accepted = _accepted_args(cls, base if base is not None else keras.layers.Layer)
     for arg in args:
         if arg not in accepted:
-            raise ConfigError.at(
-                path + (arg,), f"{cls.__name__} has no argument '{arg}'"
-                f"{did_you_mean(arg, accepted)}", key=True)
+            hint = (f" (did you mean '{_ALIASES[arg]}'?)" if _ALIASES.get(arg) in accepted
+                    else did_you_mean(arg, accepted))
+            raise ConfigError.at(path + (arg,), f"{cls.__name__} has no argument '{arg}'{hint}",
+                                 key=True)
     try:
         return cls(**args)
     except TypeError as exc:

@@ -130,3 +130,12 @@ def test_keras_rejections_carry_the_layer_path():
     with pytest.raises(ConfigError, match="Conv2D") as exc:
         build_model(config("[{type: conv2d, filters: 2, kernel_size: 3}]").model, (4,))
     assert exc.value.problems[0].path == ("model", "layers", 0)
+
+
+def test_other_libraries_spellings_get_keras_names():
+    from nntrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"Adam has no argument 'lr' \(did you mean "
+                                          r"'learning_rate'\?\)"):
+        build_optimizer(config("[{type: dense, units: 1}]",
+                               "loss: mse, optimizer: {name: adam, lr: 0.1}").training, 1)
