@@ -3,7 +3,7 @@
 
     python3 tasks.py quickstart   # set up .venv, then train the built-in example
     python3 tasks.py test         # set up .venv, then run the test suite (extra args go to pytest)
-    python3 tasks.py bench        # install PyTorch into .venv, then run benchmarks/ (see its README)
+    python3 tasks.py bench        # add the benchmarks' extras to .venv, run benchmarks/run_all.py
 
 All are safe to run again: the environment is reused, and reinstalled only when
 pyproject.toml or constraints.txt changed.
