@@ -62,13 +62,23 @@ def _signals(handler: Any) -> Iterator[None]:
             signal.signal(s, old)
 
 
+def _write_new_file(path: Path, data: bytes, force: bool) -> None:
+    """Write a file the user named, atomically, never over an existing one without --force."""
+    from nntrain.runs import atomic_write
+
+    if path.exists() and not force:
+        raise UsageError(f"{path}: exists already; pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise UsageError(f"{path.parent}: no such directory")
+    atomic_write(path, lambda fh: fh.write(data))
+
+
 def _stderr() -> Console:
     # Created per call so that tests capturing sys.stderr see the output.
     return Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
 
 class _State:
-    quiet = False
     argv: list[str] = []  # the command line as main() received it, for the manifest
 
 
@@ -305,7 +315,6 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter config for a task; it trains as is on generated data."""
-    from nntrain.runs import atomic_write_text
     from nntrain.starters import starter_config
 
     if output == "-":
@@ -313,11 +322,7 @@ def init(
         sys.stdout.flush()
         return
     path = Path(output)
-    if path.exists() and not force:
-        raise UsageError(f"{path}: exists already; pass --force to overwrite it")
-    if not path.parent.is_dir():
-        raise UsageError(f"{path.parent}: no such directory")
-    atomic_write_text(path, starter_config(task.value, str(path)))
+    _write_new_file(path, starter_config(task.value, str(path)).encode(), force)
     _stderr().print(f"wrote a {task.value} starter config to {path}; train it with: "
                     f"nntrain train {path}", markup=False)
 
@@ -351,7 +356,6 @@ def generate_data(
     from nntrain import registry
     from nntrain.data.formats import choose_format, encode
     from nntrain.data.synthetic import GENERATORS, generate
-    from nntrain.runs import atomic_write
 
     if list_:
         for name, gen in GENERATORS.items():
@@ -378,13 +382,8 @@ def generate_data(
         sys.stdout.buffer.flush()
         return
     path = Path(output)
-    if path.exists() and not force:
-        raise UsageError(f"{path}: exists already; pass --force to overwrite it")
-    if not path.parent.is_dir():
-        raise UsageError(f"{path.parent}: no such directory")
-    atomic_write(path, lambda fh: fh.write(data))
-    if not _State.quiet:
-        _stderr().print(f"wrote {samples} rows to {path}")
+    _write_new_file(path, data, force)
+    _stderr().print(f"wrote {samples} rows to {path}")
 
 
 # --- eval, predict, export, runs: using a trained model ------------------------------------

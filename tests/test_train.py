@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, TINY
 
 
 def train(cli, config, *extra):
@@ -105,8 +105,7 @@ def test_existing_run_is_not_overwritten_without_force(cli, tiny, tmp_path):
 
 
 def test_default_run_names_are_unique(cli, write):
-    cfg = write("exp.yaml", (ROOT / "tests" / "conftest.py").read_text().split('TINY = """')[1]
-                .split('"""')[0].replace("output:\n  name: tiny\n", ""))
+    cfg = write("exp.yaml", TINY.replace("output:\n  name: tiny\n", ""))
     a, _ = train(cli, cfg)
     b, _ = train(cli, cfg)
     assert a != b and a.name.startswith("exp-") and b.name.startswith("exp-")
