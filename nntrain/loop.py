@@ -1,10 +1,12 @@
 """The training loop, built for resuming bit for bit.
 
 Keras's ``fit`` shuffles with TensorFlow's global RNG, so after a restart nobody can say which
-batches an epoch had left. Here every epoch is one ``fit`` call over rows in an order that is a
-pure function of (seed, epoch), so a run can stop after any step and continue at the next one
-with the same batches. Early stopping and reduce-on-plateau live here too, as plain state that
-goes into the checkpoint (Keras's callbacks reset theirs on every ``fit`` call).
+batches an epoch had left. Here every epoch goes over the rows in an order that is a pure
+function of (seed, epoch), so a run can stop after any step and continue at the next one with
+the same batches. The whole run is one ``fit`` call over a tf.data pipeline that yields those
+orders (a ``fit`` per epoch costs its set-up every epoch). Early stopping and reduce-on-plateau
+live here too, as plain state that goes into the checkpoint (Keras's callbacks reset theirs on
+every ``fit`` call, and a resumed run is a new call).
 """
 
 from __future__ import annotations
@@ -93,17 +95,56 @@ def loss_first(logs: dict[str, float]) -> dict[str, float]:
                                                      kv[0] not in ("loss", "val_loss"))))
 
 
+def epochs_dataset(ds: Dataset, cfg: TrainingConfig, epoch_of: Callable[[], int]) -> Any:
+    """The training rows as one tf.data dataset that model.fit iterates once per epoch, each
+    time in epoch_order for the epoch ``epoch_of()`` names (set when the epoch begins).
+
+    This lets a whole run be one ``fit`` call: Keras sets up its data adapter and iterators
+    once instead of per epoch (about 30 ms each), and the next batches are gathered in the
+    background while the current ones train. The batches are the same as epoch_inputs's."""
+    import tensorflow as tf
+
+    rows, size = len(ds.x_train), cfg.batch_size
+    full = rows // size
+    x, y = tf.constant(ds.x_train), tf.constant(ds.y_train)
+
+    def order() -> np.ndarray:
+        return epoch_order(rows, cfg.seed, epoch_of(), cfg.shuffle).astype(np.int64)
+
+    def batches(_: Any) -> Any:
+        perm = tf.numpy_function(order, [], tf.int64, stateful=True)
+        perm.set_shape([rows])
+        index = tf.data.Dataset.from_tensor_slices(tf.reshape(perm[:full * size], [full, size]))
+        if rows % size:
+            index = index.concatenate(tf.data.Dataset.from_tensors(perm[full * size:]))
+        return index
+
+    return (tf.data.Dataset.range(1).flat_map(batches)
+            .map(lambda i: (tf.gather(x, i), tf.gather(y, i)),
+                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .apply(tf.data.experimental.assert_cardinality(steps_per_epoch(rows, size)))
+            .prefetch(tf.data.AUTOTUNE))
+
+
 def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
              checkpoint: Checkpoint | None, save: SaveCallback, monitors: dict[str, str],
              stop: StopRequest, on_epoch: EpochCallback | None = None,
-             on_batch: BatchCallback | None = None) -> LoopResult:
-    """Train from ``state`` to cfg.epochs; the model is compiled and restored already."""
+             on_batch: BatchCallback | None = None, one_fit: bool = True) -> LoopResult:
+    """Train from ``state`` to cfg.epochs; the model is compiled and restored already.
+
+    The rest of an epoch stopped half-way is one ``fit`` over its remaining batches. The
+    epochs after it are one ``fit`` over epochs_dataset, or with ``one_fit`` false (streamed
+    rows, a distribution strategy) one ``fit`` per epoch. Either way the per-epoch work
+    (history, early stopping, plateau, checkpoint) happens in the callback's on_epoch_end."""
     keras = import_keras()
     rows = len(ds.x_train)
     per_epoch = steps_per_epoch(rows, cfg.batch_size)
     validation = ((ds.inputs("validation", cfg.batch_size)["x"] if ds.streamed
                    else (ds.x_val, ds.y_val)) if len(ds.x_val) else None)
-    best_weights = checkpoint.best_weights() if checkpoint else None
+    es = cfg.early_stopping
+    plateau = cfg.lr_schedule if cfg.lr_schedule and cfg.lr_schedule.type == "reduce_on_plateau" \
+        else None
+    t0 = time.perf_counter()
     # A checkpoint taken mid-epoch holds that epoch's metric accumulators. They are put back at
     # the start of the resumed epoch, after Keras resets its metrics, so the epoch's averages
     # sum the same numbers in the same order as a run that never stopped. Keras builds its
@@ -114,11 +155,22 @@ def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
         model.evaluate(ds.x_train[:1], ds.y_train[:1], verbose=0)
 
     class Hook(keras.callbacks.Callback):
-        nan = False
-        metrics: list[np.ndarray] | None = None  # taken when a signal stops the epoch
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = state.epoch
+            self.started = t0
+            self.best_weights = checkpoint.best_weights() if checkpoint else None
+            self.result: LoopResult | None = None  # set when the run ends before cfg.epochs
+            self.nan = False
+            self.metrics: list[np.ndarray] | None = None  # taken when a signal stops the epoch
+
+        def finish(self, **outcome: Any) -> None:
+            self.result = LoopResult(state, time.perf_counter() - t0, **outcome)
+            self.model.stop_training = True
 
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             nonlocal pending
+            self.epoch, self.started = epoch, time.perf_counter()
             if pending is not None:
                 for i, v in enumerate(self.model.metrics_variables):
                     v.assign(pending.arrays[f"metrics/{i}"])
@@ -127,63 +179,80 @@ def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(float(loss)):
-                Hook.nan = True
+                self.nan = True
                 self.model.stop_training = True
             if stop and not self.model.stop_training:
                 self.model.stop_training = True
-                Hook.metrics = [np.asarray(v.numpy()) for v in self.model.metrics_variables]
+                self.metrics = [np.asarray(v.numpy()) for v in self.model.metrics_variables]
             if on_batch is not None:
                 on_batch(batch + 1, per_epoch, logs or {})
 
-    hook = Hook()
-    t0 = time.perf_counter()
-    es = cfg.early_stopping
-    plateau = cfg.lr_schedule if cfg.lr_schedule and cfg.lr_schedule.type == "reduce_on_plateau" \
-        else None
-    while state.epoch < cfg.epochs and not state.stopped_early:
-        if stop:
-            return LoopResult(state, time.perf_counter() - t0, interrupted=stop.signum)
-        epoch = state.epoch
-        started = time.perf_counter()
-        history = model.fit(**epoch_inputs(ds, cfg, epoch, state.step),
-                            epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0,
-                            validation_data=validation, callbacks=[hook])
-        logs = loss_first({k: float(v[-1]) for k, v in history.history.items()})
-        done = int(model.optimizer.iterations.numpy()) - epoch * per_epoch
-        if Hook.nan or not all(math.isfinite(v) for v in logs.values()):
-            bad = next((k for k, v in logs.items() if not math.isfinite(v)), "loss")
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            logs = loss_first({k: float(v) for k, v in (logs or {}).items()})
+            if self.nan or not all(math.isfinite(v) for v in logs.values()):
+                bad = next((k for k, v in logs.items() if not math.isfinite(v)), "loss")
+                state.rows.append({"epoch": epoch + 1, **logs})
+                self.finish(diverged=(epoch + 1, bad, logs.get(bad, float("nan"))))
+                return
+            done = int(self.model.optimizer.iterations.numpy()) - epoch * per_epoch
+            if done < per_epoch:  # stopped by a signal in the middle of the epoch
+                state.step = done
+                save(state, self.best_weights, self.metrics)
+                self.finish(interrupted=stop.signum)
+                return
             state.rows.append({"epoch": epoch + 1, **logs})
-            return LoopResult(state, time.perf_counter() - t0,
-                              diverged=(epoch + 1, bad, logs.get(bad, float("nan"))))
-        if done < per_epoch:  # stopped by a signal in the middle of the epoch
-            state.step = done
-            save(state, best_weights, Hook.metrics)
-            return LoopResult(state, time.perf_counter() - t0, interrupted=stop.signum)
-        state.rows.append({"epoch": epoch + 1, **logs})
-        state.epoch, state.step = epoch + 1, 0
-        if es is not None:
-            value = logs[monitors["early_stopping"]]
-            if _improved(monitors["early_stopping"], value, state.best, es.min_delta):
-                state.best, state.best_epoch, state.wait = value, epoch + 1, 0
-                if es.restore_best_weights:
-                    best_weights = model.get_weights()
-            else:
-                state.wait += 1
-                state.stopped_early = state.wait >= es.patience
-        if plateau is not None:
-            value = logs[monitors["lr_schedule"]]
-            if _improved(monitors["lr_schedule"], value, state.plateau_best, 0.0):
-                state.plateau_best, state.plateau_wait = value, 0
-            else:
-                state.plateau_wait += 1
-                if state.plateau_wait >= plateau.patience:
-                    lr = float(model.optimizer.learning_rate.numpy())
-                    model.optimizer.learning_rate.assign(max(lr * plateau.factor,
-                                                             plateau.min_lr))
-                    state.plateau_wait = 0
-        save(state, best_weights, None)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, cfg.epochs, logs, time.perf_counter() - started)
-    if es is not None and es.restore_best_weights and best_weights is not None:
-        model.set_weights(best_weights)
+            state.epoch, state.step = epoch + 1, 0
+            self.after_epoch(epoch + 1, logs)
+            save(state, self.best_weights, None)
+            if on_epoch is not None:
+                on_epoch(epoch + 1, cfg.epochs, logs, time.perf_counter() - self.started)
+            if stop:  # the signal came after the epoch's last step
+                self.finish(interrupted=stop.signum)
+            elif state.stopped_early:
+                self.model.stop_training = True
+
+        def after_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+            """Early stopping and reduce-on-plateau, as plain state for the checkpoint
+            (Keras's callbacks would reset theirs on every fit call)."""
+            if es is not None:
+                value = logs[monitors["early_stopping"]]
+                if _improved(monitors["early_stopping"], value, state.best, es.min_delta):
+                    state.best, state.best_epoch, state.wait = value, epoch, 0
+                    if es.restore_best_weights:
+                        self.best_weights = self.model.get_weights()
+                else:
+                    state.wait += 1
+                    state.stopped_early = state.wait >= es.patience
+            if plateau is not None:
+                value = logs[monitors["lr_schedule"]]
+                if _improved(monitors["lr_schedule"], value, state.plateau_best, 0.0):
+                    state.plateau_best, state.plateau_wait = value, 0
+                else:
+                    state.plateau_wait += 1
+                    if state.plateau_wait >= plateau.patience:
+                        lr = float(self.model.optimizer.learning_rate.numpy())
+                        self.model.optimizer.learning_rate.assign(
+                            max(lr * plateau.factor, plateau.min_lr))
+                        state.plateau_wait = 0
+
+    hook = Hook()
+    fit = dict(validation_data=validation, callbacks=[hook], shuffle=False, verbose=0)
+    if validation is not None and not ds.streamed:  # else fit's default is 32 for datasets
+        fit["validation_batch_size"] = cfg.batch_size
+    if stop:
+        return LoopResult(state, 0.0, interrupted=stop.signum)
+    if state.step:  # the rest of the epoch a checkpoint stopped in
+        model.fit(**epoch_inputs(ds, cfg, state.epoch, state.step), epochs=state.epoch + 1,
+                  initial_epoch=state.epoch, **fit)
+    if one_fit and not ds.streamed and hook.result is None and not state.stopped_early \
+            and state.epoch < cfg.epochs:
+        model.fit(epochs_dataset(ds, cfg, lambda: hook.epoch), epochs=cfg.epochs,
+                  initial_epoch=state.epoch, **fit)
+    while hook.result is None and not state.stopped_early and state.epoch < cfg.epochs:
+        model.fit(**epoch_inputs(ds, cfg, state.epoch, 0), epochs=state.epoch + 1,
+                  initial_epoch=state.epoch, **fit)
+    if hook.result is not None:
+        return hook.result
+    if es is not None and es.restore_best_weights and hook.best_weights is not None:
+        model.set_weights(hook.best_weights)
     return LoopResult(state, time.perf_counter() - t0)

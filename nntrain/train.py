@@ -446,7 +446,7 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
         result = run_loop(prepared.model, prepared.dataset, prepared.config.training,
                           state=session.state, checkpoint=session.checkpoint, save=save,
                           monitors=prepared.monitors, stop=stop, on_epoch=board or on_epoch,
-                          on_batch=on_batch)
+                          on_batch=on_batch, one_fit=prepared.strategy is None)
         if board is not None:
             board.close()
         elapsed = result.seconds
