@@ -404,7 +404,7 @@ def eval_(
     data: Annotated[Optional[str], typer.Option(
         "--data", "-d", metavar="FILE",
         help="Score the rows of this CSV file or .npz archive (- for a CSV on stdin) instead of "
-             "the run's test rows; text labels are mapped through the run's labels.json.")] = None,
+             "the run's test rows; labels are mapped through the run's labels.json.")] = None,
     target: TargetOpt = None,
     loss: Annotated[Optional[str], typer.Option(
         "--loss", metavar="NAME", help="The loss to report (default: the run's, or the one "

@@ -196,8 +196,9 @@ class _RowFormat:
             cells = [f"{k}: {'%s' if classifier and i == 0 else '%.9g'}"
                      for i, k in enumerate(keys)]
             self.row = "{" + ", ".join(cells) + "}"
-            # Labels are the user's names (strings), or class numbers when there are no names.
-            self.labels = [json.dumps(c if trained.labels else int(c)) for c in trained.classes]
+            # The user's labels: text labels as strings, numbers (class indices, or numeric
+            # labels mapped by labels.json) as numbers.
+            self.labels = [json.dumps(c) for c in trained.class_labels]
 
     def format(self, labels: list[str] | None, values: np.ndarray) -> str:
         if self.fmt == "jsonl" and not np.isfinite(values).all():

@@ -56,7 +56,7 @@ def write_plots(prepared: Prepared, directory: Path,
     elif ds.x_train.ndim == 2 and ds.n_features == 2:
         x = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
         y = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
-        labels = ds.labels or [str(i) for i in range(prepared.n_classes or 2)]
+        labels = [str(c) for c in ds.labels or range(prepared.n_classes or 2)]
         written.append(plot_decision_boundary(
             prepared.model, x, class_indices(y, prepared.task), directory / DECISION_BOUNDARY,
             binary=prepared.task == "binary", labels=labels, axis_names=ds.feature_names))

@@ -110,7 +110,8 @@ def _output_layer(config: RunConfig) -> tuple[int | None, int | None, str | None
 
 
 def check_task(config: RunConfig, ds: Dataset, task: str) -> tuple[Dataset, int | None]:
-    """Labels, output layer and loss must fit each other; mismatches are config errors."""
+    """Labels, output layer and loss must fit each other; mismatches are config errors.
+    Numeric labels that do not fit the output are mapped to class indices (index_labels)."""
     loss = config.training.loss.name
     idx, units, act = _output_layer(config)
     where = ("model", "layers", idx) if idx is not None else ("model", "layers")
@@ -121,14 +122,14 @@ def check_task(config: RunConfig, ds: Dataset, task: str) -> tuple[Dataset, int 
                                  f"output unit, got {units}")
         ds.encode_targets(task, None)
         return ds, None
-    if ds.labels is None and not np.all(np.equal(np.mod(y_all, 1), 0)):
-        raise ConfigError.at(("training", "loss"), f"{loss} is a classification loss but the "
-                             "target has non-integer values (e.g. "
-                             f"{y_all[np.mod(y_all, 1) != 0][0]:g}); use a regression loss "
-                             "such as mse, or integer class labels")
+    if ds.labels is None:
+        if not np.all(np.equal(np.mod(y_all, 1), 0)):
+            raise ConfigError.at(("training", "loss"), f"{loss} is a classification loss but "
+                                 "the target has non-integer values (e.g. "
+                                 f"{y_all[np.mod(y_all, 1) != 0][0]:g}); use a regression loss "
+                                 "such as mse, or integer class labels")
+        ds.index_labels(2 if task == "binary" else units)
     y_all = y_all.astype(np.int64)
-    if y_all.size and y_all.min() < 0:
-        raise DataError(f"class labels must be 0 or more, found {y_all.min()}")
     n_classes = len(ds.labels) if ds.labels else int(y_all.max()) + 1 if y_all.size else 2
     if task == "binary":
         if n_classes > 2:

@@ -24,7 +24,7 @@ from nntrain import registry
 from nntrain.config import LoadedConfig, load_config
 from nntrain.config.schema import CsvData, NpzData, TrainingConfig
 from nntrain.data.csvfile import Columns, Missing, open_csv, read_chunks, read_csv
-from nntrain.data.dataset import Dataset, load_dataset
+from nntrain.data.dataset import Dataset, Labels, load_dataset
 from nntrain.data.preprocess import PREPROCESSING, Preprocessing
 from nntrain.errors import DataError, UsageError, at_file, did_you_mean
 from nntrain.runs import CONFIG, LABELS, MANIFEST, MODEL, read_json
@@ -48,7 +48,7 @@ class Trained:
     run_dir: Path | None  # None for a bare .keras file
     loaded: LoadedConfig | None  # the run's resolved config
     training: TrainingConfig  # the loss and metrics to evaluate with
-    labels: list[str] | None  # class names from labels.json, when the labels were text
+    labels: Labels | None  # labels.json: text labels, or numbers mapped to class indices
     feature_names: list[str] | None  # input columns, in order; None: all but the target
     target: str
     # Missing-value handling learned in training (preprocessing.json); the normalization is
@@ -81,12 +81,31 @@ class Trained:
         return self.task != "regression"
 
     @property
-    def classes(self) -> list[str]:
-        """Class names in index order: the user's labels, else '0', '1', ... (also for output
-        units beyond the labels, which training allows)."""
+    def class_labels(self) -> list[str | int]:
+        """The user's label of each class index: text labels, mapped numbers (labels.json), or
+        the index itself. Output units beyond the labels, which training allows, get their
+        index, as text after text labels, and after mapped numbers the numbers above the
+        largest (so that no two classes share a name)."""
         n = 2 if self.task == "binary" else self.n_outputs
-        labels = list(self.labels or [])
-        return labels + [str(i) for i in range(len(labels), n)]
+        labels: list[str | int] = list(self.labels or [])
+        if not labels:
+            return list(range(n))
+        if isinstance(labels[0], str):
+            return labels + [str(i) for i in range(len(labels), n)]
+        top = max(labels)
+        return labels + [int(top) + k for k in range(1, n - len(labels) + 1)]
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in index order, as text: class_labels."""
+        return [str(c) for c in self.class_labels]
+
+    @property
+    def numeric_labels(self) -> list[int] | None:
+        """The labels when labels.json maps numbers (such as -1 and 1) to class indices."""
+        if self.labels and not isinstance(self.labels[0], str):
+            return self.labels
+        return None
 
     @property
     def loss_name(self) -> str:
@@ -389,6 +408,12 @@ def encode_targets(trained: Trained, y: np.ndarray, file_labels: list[str] | Non
         return y.astype(np.float32)
     classes = trained.classes
     if file_labels is not None:
+        if trained.numeric_labels:
+            text = next((label for label in file_labels if not _is_number(label)),
+                        file_labels[0])
+            raise DataError.in_file(name, f"{column}the labels are text ('{text}'), "
+                                    "but the run was trained on numeric labels "
+                                    f"({_listing(classes)})")
         # The file's text labels, by name, onto the class indices the run trained with.
         index = {label: i for i, label in enumerate(trained.labels or [])}
         unknown = [label for label in file_labels if label not in index]
@@ -401,6 +426,8 @@ def encode_targets(trained: Trained, y: np.ndarray, file_labels: list[str] | Non
                                     f"{_listing(classes)}", hint=hint)
         y = np.asarray([index[label] for label in file_labels], dtype=np.int64)[
             y.astype(np.int64)]
+    elif trained.numeric_labels:
+        y = _index_numbers(trained.numeric_labels, y, name, column)
     elif trained.labels:
         raise DataError.in_file(name, f"{column}the labels are numbers, but the run was "
                                 f"trained on text labels ({_listing(classes)})")
@@ -413,6 +440,29 @@ def encode_targets(trained: Trained, y: np.ndarray, file_labels: list[str] | Non
     if trained.task == "onehot":
         return np.eye(len(classes), dtype=np.float32)[y]
     return y.astype(np.float32) if trained.task == "binary" else y
+
+
+def _index_numbers(labels: list[int], y: np.ndarray, name: str, column: str) -> np.ndarray:
+    """Numeric targets -> the class indices of the run's numeric labels (labels.json)."""
+    known = np.asarray(labels, dtype=np.float64)
+    at = np.minimum(np.searchsorted(known, y), len(known) - 1)
+    bad = known[at] != y
+    if bad.any():
+        value = float(y[bad][0])
+        rows = int((y == value).sum())
+        shown = str(int(value)) if value.is_integer() else f"{value:g}"
+        raise DataError.in_file(name, f"{column}unknown label {shown} ({rows} "
+                                f"row{'s' if rows != 1 else ''}); the model knows "
+                                f"{_listing([str(label) for label in labels])}")
+    return at.astype(np.int64)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _listing(classes: list[str], limit: int = 10) -> str:

@@ -19,6 +19,9 @@ from nntrain.errors import ConfigError, DataError
 
 DataConfig = Union[GeneratedData, CsvData, NpzData, NpyData]
 SPLITS = ("train", "validation", "test")
+# Class names in index order: text labels, or the integers a numeric target used
+# (see Dataset.index_labels).
+Labels = Union[list[str], list[int]]
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     feature_names: list[str]
-    labels: list[str] | None = None  # class names, when the file's labels were text
+    labels: Labels | None = None  # the user's labels by class index; None: indices as read
     fingerprint: str = ""
     source: str = ""
     extra: dict = field(default_factory=dict)
@@ -64,6 +67,49 @@ class Dataset:
         if self.streamed:
             return self.y_train.summary
         return np.concatenate([self.y_train, self.y_val, self.y_test])
+
+    def distinct_targets(self) -> np.ndarray | None:
+        """The sorted distinct target values; None for streamed rows with too many of them to
+        keep (see stream.MAX_LABELS)."""
+        if self.streamed:
+            return self.y_train.distinct
+        return np.unique(self.all_targets())
+
+    def index_labels(self, n_out: int | None) -> None:
+        """Integer labels are class indices as they are when they fit the output: 0..n_out-1,
+        or any that are 0 or more when n_out (the output units) is unknown. Others (-1 and 1;
+        1, 5 and 9 for 3 units) are mapped to 0..k-1 in sorted order, and the labels keep the
+        user's numbers so that labels.json, eval and predict speak them. Streamed rows are
+        mapped as read."""
+        from nntrain.data.stream import MAX_LABELS
+
+        y = self.all_targets()
+        if self.labels is not None or not y.size:
+            return
+        low, high = float(y.min()), float(y.max())
+        if low >= 0 and (n_out is None or high < n_out):
+            return
+        values = self.distinct_targets()
+        if values is None:
+            raise DataError(f"the class labels run from {low:g} to {high:g}, not 0 to "
+                            f"{n_out - 1 if n_out else 'k-1'}, and have more than "
+                            f"{MAX_LABELS:,} distinct values to map to class indices; use "
+                            "labels 0, 1, ... (one per class), or set data.stream: false")
+        self.labels = [int(v) for v in values]
+        shown = ", ".join(map(str, self.labels[:10])) + (", ..." if len(values) > 10 else "")
+        self.notes.append(f"class labels {shown} are mapped to class indices 0 to "
+                          f"{len(values) - 1} (the run's labels.json records them)")
+        if self.streamed:
+            return
+        for name in ("y_train", "y_val", "y_test"):
+            setattr(self, name, np.searchsorted(values, getattr(self, name)).astype(np.int64))
+
+    @property
+    def numeric_labels(self) -> list[int] | None:
+        """The labels when they are numbers mapped by index_labels, else None."""
+        if self.labels and not isinstance(self.labels[0], str):
+            return self.labels
+        return None
 
     def encode_targets(self, task: str, n_classes: int | None) -> None:
         """Targets as the loss wants them: float32 values, 0/1 floats, int64 indices or
@@ -95,7 +141,8 @@ class Dataset:
         from nntrain.data.stream import pipeline
 
         data = pipeline(x, batch_size, shuffle=shuffle, seed=seed,
-                        encoding=self.target_encoding, fill=self.preprocessing.fill)
+                        encoding=self.target_encoding, fill=self.preprocessing.fill,
+                        labels=self.numeric_labels)
         return {"x": data.skip(skip) if skip else data}
 
 

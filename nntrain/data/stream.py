@@ -3,8 +3,9 @@ batches while training, so memory stays flat however large the file grows.
 
 Before training, one pass over the file in chunks (the same reader as for loaded files, so the
 same line-numbered errors) checks every cell and counts the rows of each split, and gathers
-what the rest of the run needs from the data: the label range for the task checks, the
-training rows' means for ``missing: mean``, and the normalization statistics.
+what the rest of the run needs from the data: the label range and the distinct labels (up to
+MAX_LABELS of them) for the task checks and the label mapping, the training rows' means for
+``missing: mean``, and the normalization statistics.
 
 Which split a row belongs to cannot depend on a permutation of all rows, so:
 
@@ -45,6 +46,10 @@ PARTS = {"train": TRAIN, "validation": VALIDATION, "test": TEST}
 SHUFFLE_BUFFER = 10_000
 # Lines assigned to splits at a time in the pipeline.
 BLOCK_LINES = 4096
+# Distinct target values the pre-pass keeps, to map labels such as -1/1 to class indices: far
+# more than any output layer has units, and a few hundred KiB at most. A regression target
+# passes it within a chunk or two, and is then no longer collected.
+MAX_LABELS = 10_000
 _M32 = 0xFFFFFFFF
 
 
@@ -63,6 +68,7 @@ class StreamedRows:
     width: int | None  # features, or None for the targets
     missing: str = "error"
     summary: np.ndarray = field(default_factory=lambda: np.zeros(0))  # see all_targets
+    distinct: np.ndarray | None = None  # see distinct_targets
 
     def __len__(self) -> int:
         return self.rows
@@ -154,6 +160,7 @@ class _Scan:
     low: float
     high: float
     fractional: float | None  # the first non-integer target, if any
+    distinct: np.ndarray | None  # sorted distinct targets; None past MAX_LABELS of them
     stats: _Stats  # of the TRAIN rows
 
 
@@ -169,6 +176,7 @@ def _scan(path: str, name: str, cfg: CsvData, features: list[str] | None, seed: 
         rows = {TRAIN: 0, VALIDATION: 0, TEST: 0}
         seen = dropped = 0
         low, high, fractional = math.inf, -math.inf, None
+        distinct: np.ndarray | None = np.zeros(0)
         for chunk in read_chunks(fh, columns, name, missing, numeric_target=True):
             x, y = chunk.x, chunk.y
             seen = chunk.first_row + len(x)
@@ -189,9 +197,12 @@ def _scan(path: str, name: str, cfg: CsvData, features: list[str] | None, seed: 
                 frac = np.flatnonzero(np.mod(y, 1) != 0)
                 if fractional is None and frac.size:
                     fractional = float(y[frac[0]])
+                if distinct is not None:
+                    distinct = np.union1d(distinct, y)
+                    distinct = distinct if distinct.size <= MAX_LABELS else None
     if seen == 0:
         raise DataError.in_file(name, "no data rows after the header")
-    return columns, _Scan(rows, seen, dropped, low, high, fractional, stats)
+    return columns, _Scan(rows, seen, dropped, low, high, fractional, distinct, stats)
 
 
 def _count_rows(path: str, name: str, cfg: CsvData) -> int:
@@ -256,6 +267,9 @@ def load_streamed(cfg: CsvData, seed: int, base_dir: Path) -> Any:
     every = [scan for _, scan in scans.values()]
     summary = np.asarray([min(s.low for s in every), max(s.high for s in every)]
                          + [s.fractional for s in every if s.fractional is not None][:1])
+    distinct = None if any(s.distinct is None for s in every) else \
+        np.unique(np.concatenate([s.distinct for s in every]))
+    distinct = distinct if distinct is None or distinct.size <= MAX_LABELS else None
     width = len(columns.features)
 
     def rows_of(part: str) -> tuple[StreamedRows, StreamedRows]:
@@ -267,7 +281,7 @@ def load_streamed(cfg: CsvData, seed: int, base_dir: Path) -> Any:
             count = main.rows[PARTS[part]]
         common = dict(path=where[0], name=where[1], columns=cols, part=which,
                       split=cfg.split, seed=seed, file_rows=scan.file_rows, rows=count,
-                      missing=missing, summary=summary)
+                      missing=missing, summary=summary, distinct=distinct)
         return StreamedRows(width=width, **common), StreamedRows(width=None, **common)
 
     dropped = sum(s.dropped for s in every)
@@ -286,9 +300,11 @@ def load_streamed(cfg: CsvData, seed: int, base_dir: Path) -> Any:
 # --- the tf.data pipeline ----------------------------------------------------------------
 
 def pipeline(rows: StreamedRows, batch_size: int, *, shuffle: bool, seed: int,
-             encoding: tuple[str, int | None] | None, fill: np.ndarray | None) -> Any:
+             encoding: tuple[str, int | None] | None, fill: np.ndarray | None,
+             labels: list[int] | None = None) -> Any:
     """Batches of (x, y) read from the file: the split's rows, decoded by TensorFlow's CSV
-    parser, missing values dropped or filled, targets encoded as check_task decided.
+    parser, missing values dropped or filled, targets encoded as check_task decided (numeric
+    ``labels``, when given, mapped to their index: every target is one of them).
 
     Lines are picked for the split BLOCK_LINES at a time: a tf.data function call per line
     costs far more than the work it does.
@@ -303,6 +319,7 @@ def pipeline(rows: StreamedRows, batch_size: int, *, shuffle: bool, seed: int,
     at = {c: i for i, c in enumerate(select)}
     task, n_classes = encoding or ("regression", None)
     fill_t = None if fill is None else tf.constant(fill, tf.float32)
+    labels_t = None if labels is None else tf.constant(labels, tf.float64)
 
     def pick(count: Any, block: Any) -> tuple[Any, Any]:
         """The block's lines of this split; count: data rows before the block."""
@@ -327,6 +344,8 @@ def pipeline(rows: StreamedRows, batch_size: int, *, shuffle: bool, seed: int,
         return x, encode(y)
 
     def encode(y: Any) -> Any:
+        if labels_t is not None:
+            y = tf.cast(tf.searchsorted(labels_t, y), tf.float64)
         if task in ("regression", "binary"):
             return tf.cast(y, tf.float32)
         if task == "onehot":
