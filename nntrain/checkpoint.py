@@ -90,14 +90,24 @@ class Checkpoint:
 
 def load(path: Path) -> Checkpoint:
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        meta = json.loads(arrays.pop("meta").tobytes().decode())
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{path.parent}: no checkpoint to resume from (it was stopped before "
                          "the first one was written); train it again instead") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: the checkpoint is unreadable ({exc.strerror or exc})") \
+            from None
+    return parse(data, str(path))
+
+
+def parse(data: bytes, name: str) -> Checkpoint:
+    """A checkpoint from the bytes of its file (the chief sends them to the other workers)."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
     except (OSError, ValueError, KeyError) as exc:
-        raise UsageError(f"{path}: the checkpoint is unreadable ({exc})") from None
+        raise UsageError(f"{name}: the checkpoint is unreadable ({exc})") from None
     return Checkpoint(LoopState(**meta["state"]), arrays, meta["names"], meta["best"])
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -199,3 +200,57 @@ def _multi_worker(strategy: Any) -> bool:
 
     return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
             and strategy.extended._in_multi_worker_mode())
+
+
+def is_multi_worker(strategy: Any) -> bool:
+    return strategy is not None and _multi_worker(strategy)
+
+
+def from_chief(strategy: Any, payload: bytes) -> bytes:
+    """The chief's ``payload`` on every worker (the others' payloads are ignored).
+
+    Every worker must call this at the same point: it is two all-reduces (the length, then
+    the bytes as int32 words) in which only the first replica, on the chief, adds anything,
+    so the sum is the chief's bytes exactly, whatever they encode."""
+    import numpy as np
+    import tensorflow as tf
+
+    @tf.function
+    def chief_sum(value: Any) -> Any:
+        def step(v: Any) -> Any:
+            ctx = tf.distribute.get_replica_context()
+            first = tf.equal(ctx.replica_id_in_sync_group, 0)
+            return ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                                  tf.where(first, v, tf.zeros_like(v)))
+        return strategy.run(step, args=(value,))
+
+    def reduce(array: np.ndarray) -> np.ndarray:
+        return strategy.experimental_local_results(chief_sum(tf.constant(array)))[0].numpy()
+
+    size = int(reduce(np.array([len(payload)], np.int64))[0])
+    words = np.zeros(-(-size // 4), np.int32)
+    if len(payload) == size:  # the chief; the others' buffers stay zero
+        words.view(np.uint8)[:size] = np.frombuffer(payload, np.uint8)
+    return reduce(words).view(np.uint8)[:size].tobytes()
+
+
+def lost_peer(exc: BaseException, strategy: Any) -> str | None:
+    """'worker 1 (host:port)' when ``exc`` is TensorFlow reporting that another worker of a
+    multi-worker run stopped (its heartbeats or collectives failed), else None."""
+    if not is_multi_worker(strategy):
+        return None
+    import tensorflow as tf
+
+    if not isinstance(exc, (tf.errors.UnavailableError, tf.errors.AbortedError,
+                            tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                            tf.errors.InternalError)):
+        return None
+    workers = strategy.cluster_resolver.cluster_spec().as_dict().get("worker", [])
+    tasks = sorted({int(t) for t in re.findall(r"/job:worker/(?:replica:\d+/)?task:(\d+)",
+                                               str(exc))})
+    own = strategy.cluster_resolver.task_id
+    others = [t for t in tasks if t != own] or tasks
+    if not others:
+        return "another worker"
+    return ", ".join(f"worker {t} ({workers[t]})" if t < len(workers) else f"worker {t}"
+                     for t in others)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import json
 import platform
 import shutil
 import sys
@@ -28,6 +30,7 @@ from nntrain.errors import (
     ConfigError,
     DataError,
     Interrupted,
+    NntrainError,
     TrainingDiverged,
     UsageError,
     did_you_mean,
@@ -363,9 +366,10 @@ def _resume(prepared: Prepared, run_dir: Path, argv: list[str]) -> _Session:
     old = yaml.safe_load(run.file(CONFIG).read_text())
     new = resolved_config(prepared.loaded)
     changes = [c for c in config_changes(old, new)
-               if not c.startswith(("training.epochs:", "output."))]
+               if not c.startswith(("training.epochs:", "output.", "distribution."))]
     if changes:
-        raise UsageError("only training.epochs may change when resuming; this config also "
+        raise UsageError("only training.epochs (and where it runs) may change when resuming; "
+                         "this config also "
                          f"changes {'; '.join(changes)}")
     if old_manifest["data"]["fingerprint"] != prepared.dataset.fingerprint:
         raise UsageError(f"{run.path}: the data changed since this run started (its "
@@ -384,6 +388,43 @@ def _resume(prepared: Prepared, run_dir: Path, argv: list[str]) -> _Session:
                     resumes)
 
 
+def _follow_chief(prepared: Prepared, session: _Session) -> _Session:
+    """Multi-worker runs: every worker starts from the chief's state, its checkpoint when it
+    resumes, sent over tf.distribute's collectives (every worker then restores it the same
+    way, creating the optimizer's variables in step); so the other workers need neither the run
+    directory nor a shared filesystem. A worker whose config or data differ from the chief's
+    stops here with the differences, rather than training a different model in lockstep."""
+    mine = {"config": resolved_config(prepared.loaded),
+            "fingerprint": prepared.dataset.fingerprint}
+    payload = b""
+    if prepared.chief:
+        head = json.dumps(mine).encode()
+        ckpt = session.run.file(CHECKPOINT).read_bytes() if session.checkpoint else b""
+        payload = len(head).to_bytes(8, "little") + head + ckpt
+    data = distribute.from_chief(prepared.strategy, payload)
+    if prepared.chief:
+        return session
+    size = int.from_bytes(data[:8], "little")
+    chief = json.loads(data[8:8 + size])
+    changes = [c for c in config_changes(chief["config"], mine["config"])
+               if not c.startswith(_PER_WORKER)]
+    if changes:
+        raise UsageError(f"this worker's config differs from the chief's: {'; '.join(changes)}; "
+                         "start every worker with the same config and --set options")
+    if chief["fingerprint"] != mine["fingerprint"]:
+        raise UsageError("this worker's data differ from the chief's (their fingerprints "
+                         "differ); every worker must load the same rows")
+    if len(data) == 8 + size:
+        return session
+    ckpt = checkpoint.parse(data[8 + size:], "the chief's checkpoint")
+    return dataclasses.replace(session, state=ckpt.state, checkpoint=ckpt)
+
+
+# Keys that may differ between the workers of one run: where each finds the data and writes.
+_PER_WORKER = ("distribution.", "output.", "data.path:", "data.validation_path:",
+               "data.test_path:")
+
+
 def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = False,
           resume: Path | None = None, stop: StopRequest | None = None,
           on_epoch: EpochCallback | None = None, on_batch: BatchCallback | None = None,
@@ -399,13 +440,12 @@ def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = 
                   on_epoch=on_epoch, on_batch=on_batch)
     if prepared.chief:
         return _train(prepared, **kwargs)
-    if resume is not None:
-        raise UsageError("--resume is not supported for multi-worker runs yet; train again")
     # The other workers make the same calls as the chief (saving and evaluating run
-    # collectives), into a scratch directory that is deleted at the end.
+    # collectives), into a scratch directory that is deleted at the end. When the chief
+    # resumes, they take its checkpoint from it (_follow_chief): they need no run directory.
     scratch = tempfile.mkdtemp(prefix="nntrain-worker-")
     try:
-        return _train(prepared, **kwargs, root=scratch)
+        return _train(prepared, **{**kwargs, "resume": None}, root=scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -439,6 +479,9 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
         run.write_text(CONFIG, _config_text(prepared, run))
         write_status("running", session.state)
         compile_model(prepared)
+        if distribute.is_multi_worker(prepared.strategy):
+            session = _follow_chief(prepared, session)
+            saved = session.state
         if session.checkpoint is not None:
             with prepared.scope():  # the optimizer's slots are created here when restoring
                 checkpoint.restore(prepared.model, session.checkpoint)
@@ -454,9 +497,21 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
     except Interrupted:  # a second Ctrl-C: stop at once, keep the last checkpoint
         _keep_or_discard(run, lambda: write_status("interrupted", saved))
         raise
-    except BaseException:
+    except BaseException as exc:
+        kept = run.file(CHECKPOINT).exists()
         _keep_or_discard(run, lambda: write_status("failed", saved))
-        raise
+        peer = distribute.lost_peer(exc, prepared.strategy)
+        if peer is None:
+            raise
+        if not prepared.chief:
+            resume = ("start every worker again, with --resume and the run directory the "
+                      "chief names")
+        elif kept:
+            resume = (f"the run is saved in {run.path} after epoch {saved.epoch}; continue it by "
+                      f"starting every worker again with --resume {run.path}")
+        else:
+            resume = "nothing was saved yet: start every worker again"
+        raise NntrainError(f"{peer} stopped during training; {resume}") from exc
     if result.interrupted is not None:
         write_status("interrupted", result.state)
         run.commit()

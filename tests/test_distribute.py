@@ -143,3 +143,70 @@ def test_multi_worker_without_a_cluster_says_what_is_missing(cli, tiny, monkeypa
     r = cli("train", tiny, "--strategy", "multi_worker")
     assert r.code == 2
     assert "needs the workers" in r.err and "TF_CONFIG" in r.err
+
+
+# Long enough (about a second an epoch with two workers) to lose a worker in the middle.
+LONG = CONFIG.replace("samples: 200", "samples: 1600").replace("epochs: 2", "epochs: 5") \
+    .replace("batch_size: 32", "batch_size: 16").replace("name: tiny", "name: long")
+
+
+def cluster(work: Path, chief: list[str], other: list[str]) -> list[subprocess.Popen]:
+    """Two workers on fresh ports, running `nntrain train` with these arguments."""
+    workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    flags = ["--strategy", "multi_worker", "--workers", workers,
+             "--set", "distribution.timeout=60"]
+    return [nntrain(work, "train", *args, *flags, "--worker-index", str(i))
+            for i, args in enumerate((chief, other))]
+
+
+def test_a_lost_worker_stops_the_run_and_every_worker_resumes_it_bit_for_bit(work):
+    import keras
+
+    (work / "long.yaml").write_text(LONG)
+    chief, other = cluster(work, ["long.yaml"], ["long.yaml"])
+    for line in chief.stderr:
+        if line.split()[:2] == ["epoch", "2/5"]:
+            break
+    other.kill()
+    lost = time.monotonic()
+    code, out, err = finish(chief, timeout=120)
+    assert time.monotonic() - lost < 60  # TensorFlow's heartbeats notice; never a hang
+    assert code == 1
+    run = work / "runs" / "long"
+    assert "worker 1 (127.0.0.1:" in err and "stopped during training" in err, err
+    assert f"--resume {Path('runs') / 'long'}" in err, err
+    assert json.loads((run / "manifest.json").read_text())["status"] == "failed"
+    before = (run / "history.csv").read_text().splitlines()
+    assert len(before) >= 3  # the header and at least epochs 1 and 2
+
+    # Every worker again, on new ports: the chief continues its run and worker 1, given the
+    # config (it needs no run directory), follows it.
+    (c0, out0, err0), (c1, out1, err1) = [finish(p) for p in cluster(
+        work, ["--resume", "runs/long"], ["long.yaml", "--resume", "runs/long"])]
+    assert c1 == 0, err1
+    assert c0 == 0, err0
+    assert out0.strip() == str(Path("runs") / "long") and out1 == ""
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and len(manifest["resumes"]) == 1
+    after = (run / "history.csv").read_text().splitlines()
+    assert after[:len(before)] == before and [r.split(",")[0] for r in after[1:]] == \
+        ["1", "2", "3", "4", "5"]
+    # ... to the same weights, bit for bit, as two workers that were never interrupted.
+    (c0, _, err0), (c1, _, err1) = [finish(p) for p in cluster(
+        work, *[["long.yaml", "--set", "output.name=straight"]] * 2)]
+    assert c0 == 0 and c1 == 0, err0 + err1
+    resumed, straight = [keras.models.load_model(work / "runs" / name / "model.keras")
+                         for name in ("long", "straight")]
+    for a, b in zip(resumed.get_weights(), straight.get_weights(), strict=True):
+        assert (a == b).all()
+    assert (run / "history.csv").read_text() == \
+        (work / "runs" / "straight" / "history.csv").read_text()
+
+
+def test_a_worker_with_a_different_config_is_refused(work):
+    (work / "long.yaml").write_text(LONG)
+    chief, other = cluster(work, ["long.yaml", "--set", "training.epochs=3"], ["long.yaml"])
+    (c0, _, err0), (c1, out1, err1) = finish(chief), finish(other)
+    assert c1 == 2 and out1 == ""
+    assert "this worker's config differs from the chief's: training.epochs: 3 -> 5" in err1
+    assert c0 == 1 and "worker 1" in err0

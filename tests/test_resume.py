@@ -131,7 +131,7 @@ def test_resume_refuses_other_changes_and_extends_epochs(work):
     rc, _, err = finish(nntrain(work, "train", "--resume", "runs/longer", "--set",
                                 "training.batch_size=64", "--set", "training.epochs=6"))
     assert rc == 2
-    assert "only training.epochs may change" in err and "training.batch_size: 16 -> 64" in err
+    assert "only training.epochs (and where it runs) may change" in err and "training.batch_size: 16 -> 64" in err
     rc, _, err = finish(nntrain(work, "train", "--resume", "runs/longer"))
     assert rc == 2 and "training.epochs=N" in err
     before = (work / "runs" / "longer" / "history.csv").read_text()
