@@ -51,14 +51,16 @@ def _groups(model: Any) -> dict[str, list[Any]]:
     }
 
 
-def save(path: Path, model: Any, state: LoopState, best_weights: list[np.ndarray] | None,
-         metrics: list[np.ndarray] | None) -> None:
-    """metrics: the metric accumulators of an epoch stopped half-way, taken when it stopped
+def snapshot(model: Any, state: LoopState, best_weights: list[np.ndarray] | None,
+             metrics: list[np.ndarray] | None) -> dict[str, np.ndarray]:
+    """A checkpoint's arrays, copied now, so that training can go on while write() saves them.
+
+    metrics: the metric accumulators of an epoch stopped half-way, taken when it stopped
     (Keras's validation pass resets and reuses the same variables afterwards)."""
     arrays: dict[str, np.ndarray] = {}
     names: dict[str, list[str]] = {}
     for group, variables in _groups(model).items():
-        values = [np.asarray(v.numpy()) for v in variables] if group != "metrics" else metrics
+        values = [np.array(v.numpy()) for v in variables] if group != "metrics" else metrics
         if values is None:
             continue
         names[group] = [v.path for v in variables]
@@ -68,13 +70,21 @@ def save(path: Path, model: Any, state: LoopState, best_weights: list[np.ndarray
         arrays[f"best/{i}"] = w
     meta = {"state": asdict(state), "names": names, "best": len(best_weights or [])}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    return arrays
 
-    def write(fh: Any) -> None:
+
+def write(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    def out(fh: Any) -> None:
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         fh.write(buf.getvalue())
 
-    atomic_write(path, write)
+    atomic_write(path, out)
+
+
+def save(path: Path, model: Any, state: LoopState, best_weights: list[np.ndarray] | None,
+         metrics: list[np.ndarray] | None) -> None:
+    write(path, snapshot(model, state, best_weights, metrics))
 
 
 @dataclass

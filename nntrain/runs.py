@@ -8,6 +8,7 @@ then renamed over its destination: a reader sees the old file or the new one, ne
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -15,6 +16,7 @@ import signal
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -83,6 +85,44 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def timestamp() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class BackgroundWriter:
+    """Writes done on one background thread, one at a time and in order, so that training
+    goes on while a checkpoint reaches the disk (serializing and fsync take tens of
+    milliseconds, a sizeable part of a short epoch). A new write first waits for the one
+    before it, so at most one snapshot waits in memory; a failed write is raised by the next
+    submit() or by wait()."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: Future[None] | None = None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self.wait()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nntrain-write")
+        self._running = self._pool.submit(job)
+
+    def wait(self) -> None:
+        """Block until the last write is done; raise its error."""
+        running, self._running = self._running, None
+        if running is not None:
+            running.result()
+
+    def close(self) -> None:
+        """wait(), then stop the thread."""
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
+
+    def settle(self) -> None:
+        """close(), ignoring a failed write: the caller is handling a failure already."""
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 class RunDir:

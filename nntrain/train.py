@@ -45,7 +45,8 @@ from nntrain.loop import (
 )
 from nntrain.model import build_loss, build_metrics, build_model, build_optimizer, input_shape_of
 from nntrain.plots import write_plots
-from nntrain.runs import CONFIG, HISTORY, LABELS, MANIFEST, METRICS, RunDir, read_json, timestamp
+from nntrain.runs import (CONFIG, HISTORY, LABELS, MANIFEST, METRICS, BackgroundWriter, RunDir,
+                          read_json, timestamp)
 from nntrain.tensorboard_log import TENSORBOARD, TensorBoardLog
 from nntrain.tf import import_keras
 
@@ -459,21 +460,38 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
     stop = stop if stop is not None else StopRequest()
     elapsed = 0.0
 
+    def status_writer(status: str, state: LoopState) -> Callable[[], None]:
+        history = history_csv(state.rows)
+        record = manifest(prepared, run, status, command=session.command,
+                          started=session.started, seconds=elapsed, epochs=state.epoch,
+                          resumes=session.resumes)
+
+        def write() -> None:
+            run.write_text(HISTORY, history)
+            run.write_json(MANIFEST, record)
+        return write
+
     def write_status(status: str, state: LoopState) -> None:
-        run.write_text(HISTORY, history_csv(state.rows))
-        run.write_json(MANIFEST, manifest(
-            prepared, run, status, command=session.command, started=session.started,
-            seconds=elapsed, epochs=state.epoch, resumes=session.resumes))
+        status_writer(status, state)()
 
     # What the checkpoint on disk holds: a failure reports this, not the loop's newer state.
     saved = session.state
+    # Checkpoints are written while the next epoch trains; everything below waits for the
+    # last one (writes.close/settle) before it reports a status or moves the run.
+    writes = BackgroundWriter()
 
     def save(state: LoopState, best: list[np.ndarray] | None,
              metrics: list[np.ndarray] | None) -> None:
-        nonlocal saved
-        checkpoint.save(run.file(CHECKPOINT), prepared.model, state, best, metrics)
-        saved = copy.deepcopy(state)
-        write_status("running", state)
+        arrays = checkpoint.snapshot(prepared.model, state, best, metrics)
+        state = copy.deepcopy(state)
+        status = status_writer("running", state)
+
+        def write() -> None:
+            nonlocal saved
+            checkpoint.write(run.file(CHECKPOINT), arrays)
+            saved = state
+            status()
+        writes.submit(write)
 
     try:
         run.write_text(CONFIG, _config_text(prepared, run))
@@ -493,11 +511,14 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
                           on_batch=on_batch, one_fit=prepared.strategy is None)
         if board is not None:
             board.close()
+        writes.close()
         elapsed = result.seconds
     except Interrupted:  # a second Ctrl-C: stop at once, keep the last checkpoint
+        writes.settle()
         _keep_or_discard(run, lambda: write_status("interrupted", saved))
         raise
     except BaseException as exc:
+        writes.settle()
         kept = run.file(CHECKPOINT).exists()
         _keep_or_discard(run, lambda: write_status("failed", saved))
         peer = distribute.lost_peer(exc, prepared.strategy)
