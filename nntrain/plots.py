@@ -8,7 +8,6 @@ behind. Every file is written atomically, like the rest of the run directory.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,18 +37,6 @@ CHUNK = 16384
 # Colours per class (matplotlib's tab10); classes beyond ten cycle.
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
            "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-
-
-def warm_up() -> None:
-    """Import matplotlib and load its font list ahead of drawing: a third of a second that
-    train spends on a background thread while TensorFlow works (much of that time without
-    the GIL). Errors are left for the drawing to raise."""
-    with contextlib.suppress(Exception):
-        from matplotlib import font_manager
-        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
-        from matplotlib.figure import Figure  # noqa: F401
-
-        font_manager.findfont("DejaVu Sans")
 
 
 def write_plots(prepared: Prepared, directory: Path,

@@ -11,7 +11,6 @@ import platform
 import shutil
 import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,7 @@ from nntrain.loop import (
     steps_per_epoch,
 )
 from nntrain.model import build_loss, build_metrics, build_model, build_optimizer, input_shape_of
-from nntrain.plots import warm_up, write_plots
+from nntrain.plots import write_plots
 from nntrain.runs import (CONFIG, HISTORY, LABELS, MANIFEST, METRICS, BackgroundWriter, RunDir,
                           read_json, timestamp)
 from nntrain.tensorboard_log import TENSORBOARD, TensorBoardLog
@@ -504,8 +503,6 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
         if session.checkpoint is not None:
             with prepared.scope():  # the optimizer's slots are created here when restoring
                 checkpoint.restore(prepared.model, session.checkpoint)
-        if prepared.config.output.plots and "matplotlib" not in sys.modules:
-            threading.Thread(target=warm_up, name="nntrain-matplotlib", daemon=True).start()
         board = TensorBoardLog(run.file(TENSORBOARD), prepared.model, on_epoch) \
             if prepared.config.training.tensorboard else None
         result = run_loop(prepared.model, prepared.dataset, prepared.config.training,
