@@ -170,9 +170,7 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     seed = config.training.seed
     keras.utils.set_random_seed(seed)
     task = task_of(config)
-    # A data path given on the command line is relative to where the command runs.
-    base = Path.cwd() if ("data", "path") in loaded.overrides else loaded.base_dir
-    ds = load_dataset(config.data, seed, base,
+    ds = load_dataset(config.data, seed, loaded.base_dir,
                       stratify_default=task != "regression")
     ds, n_classes = check_task(config, ds, task)
     shape = input_shape_of(config.model)
@@ -276,8 +274,7 @@ def evaluate_splits(model: Any, prepared: Prepared) -> dict[str, dict[str, float
 def resolved_config(loaded: LoadedConfig) -> dict[str, Any]:
     """The config with every default filled in and data paths made absolute."""
     data = loaded.config.model_dump(mode="json")
-    base = Path.cwd() if ("data", "path") in loaded.overrides else loaded.base_dir
-    data["data"] = resolve_paths(loaded.config.data, base).model_dump(mode="json")
+    data["data"] = resolve_paths(loaded.config.data, loaded.base_dir).model_dump(mode="json")
     return data
 
 

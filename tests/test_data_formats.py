@@ -517,3 +517,20 @@ def test_large_csv_chunks_keep_line_numbers(tmp_path, monkeypatch):
     lines[33] = "1,1,0"
     (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
     assert read_csv(tmp_path / "d.csv", "y").x.shape == (40, 2)
+
+
+def test_paths_on_the_command_line_are_relative_to_the_working_directory(cli, write, tmp_path):
+    x, y = moons(300)
+    (tmp_path / "train.csv").write_text(csv_text(x[:240], y[:240]))
+    (tmp_path / "val.csv").write_text(csv_text(x[240:], y[240:]))
+    cfg = config(write, """
+        data: {source: csv, path: train.csv, target: y}
+    """)
+    # The config lives in another directory; the command runs here, where the files are.
+    moved = tmp_path / "configs" / "run.yaml"
+    moved.parent.mkdir()
+    cfg.rename(moved)
+    res = cli("train", "configs/run.yaml", "--data", "train.csv",
+              "--set", "data.validation_path=val.csv")
+    assert res.code == 0, res.err
+    assert " 60 validation " in res.err
