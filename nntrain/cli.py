@@ -8,6 +8,7 @@ so ``nntrain --help`` and ``nntrain schema`` stay fast.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -60,6 +61,36 @@ def _signals(handler: Any) -> Iterator[None]:
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+
+
+@contextlib.contextmanager
+def _until_the_reader_leaves() -> Iterator[None]:
+    """For commands whose output is data on stdout: when the reader of the pipe goes away
+    (`nntrain predict ... | head`), end as Unix tools do, by SIGPIPE (exit status 141 in the
+    shell) with no message, rather than with Python's BrokenPipeError."""
+    if not hasattr(signal, "SIGPIPE"):
+        yield
+        return
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        yield
+        sys.stdout.flush()
+    finally:
+        signal.signal(signal.SIGPIPE, previous)
+
+
+def _stdout_gone() -> None:
+    """The reader of stdout left: send what is still to be written nowhere, quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+# 141: the exit status of a process that SIGPIPE ended, which a pipeline's reader expects.
+EXIT_PIPE = 128 + getattr(signal, "SIGPIPE", 13)
 
 
 def _write_new_file(path: Path, data: bytes, force: bool) -> None:
@@ -197,8 +228,12 @@ def train(
 
     def on_epoch(epoch: int, total: int, logs: dict[str, float], seconds: float) -> None:
         display.epoch(epoch, total, logs, seconds)
-        if jsonl and chief:
-            print(json.dumps(progress.epoch_event(epoch, total, logs, seconds)), flush=True)
+        if jsonl and chief and not stop:
+            try:
+                print(json.dumps(progress.epoch_event(epoch, total, logs, seconds)), flush=True)
+            except BrokenPipeError:  # `--jsonl | head -3`: stop as SIGPIPE would, resumably
+                _stdout_gone()
+                stop.request(EXIT_PIPE - 128)
 
     with _positions(loaded), _signals(on_signal), display:
         run, result, prepared = run_training(loaded, argv=["nntrain", *_State.argv],
@@ -216,12 +251,16 @@ def train(
                 "seconds": round(result.seconds, 3), "metrics": result.metrics}
     if not chief:
         return
-    if jsonl:
-        print(json.dumps(progress.end_event(document)), flush=True)
-    elif json_out:
-        print(json.dumps(document))
-    else:
-        print(run.path)
+    try:
+        if jsonl:
+            print(json.dumps(progress.end_event(document)), flush=True)
+        elif json_out:
+            print(json.dumps(document), flush=True)
+        else:
+            print(run.path, flush=True)
+    except BrokenPipeError:  # the run is finished and in place; only its reader left
+        _stdout_gone()
+        raise typer.Exit(EXIT_PIPE) from None
 
 
 def _load(config: Path, sets: list[str] | None, data: str | None) -> Any:
@@ -377,9 +416,10 @@ def generate_data(
                          "pipe it into a program")
     data = encode(*generate(name, samples, features, classes, noise, seed), fmt)
     if output == "-":
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        with _until_the_reader_leaves():
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
         return
     path = Path(output)
     _write_new_file(path, data, force)
@@ -505,8 +545,9 @@ def predict(
     """
     from nntrain.evaluate import predict as predict_rows
 
-    for text in predict_rows(model, data, fmt=fmt):
-        sys.stdout.write(text)
+    with _until_the_reader_leaves():
+        for text in predict_rows(model, data, fmt=fmt):
+            sys.stdout.write(text)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -587,7 +628,8 @@ def runs(
         return
     # In a pipe the table is data: never wrapped or cut to a terminal's width.
     width = None if sys.stdout.isatty() else 1_000
-    Console(highlight=False, width=width).print(_runs_table(found, sort))
+    with _until_the_reader_leaves():
+        Console(highlight=False, width=width).print(_runs_table(found, sort))
 
 
 def _local_time(iso: str | None) -> str:

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -94,6 +95,33 @@ def test_jsonl_lines_arrive_while_training_runs(write, tmp_path):
     assert first["event"] == "epoch" and first["epoch"] == 1
     assert still_running
     assert [json.loads(line)["event"] for line in rest.splitlines()] == ["epoch", "epoch", "end"]
+
+
+def test_a_reader_that_leaves_stops_training_resumably_as_sigpipe_would(write, tmp_path):
+    """`nntrain train --jsonl | head -1`: the run stops at the next epoch, keeps its
+    checkpoint (status interrupted) and exits 141, the status of a process ended by SIGPIPE."""
+    config = write("pipe.yaml", TINY.replace("epochs: 2", "epochs: 500"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nntrain", "train", str(config), "--jsonl", "-q"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert json.loads(proc.stdout.readline())["epoch"] == 1
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 141
+    err = proc.stderr.read()
+    assert "interrupted after epoch" in err and "nntrain train --resume runs/tiny" in err, err
+    manifest = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and 1 <= manifest["epochs_completed"] < 500
+
+
+def test_data_into_head_ends_quietly_like_a_unix_tool(tmp_path):
+    gen = subprocess.Popen([sys.executable, "-m", "nntrain", "generate-data", "moons",
+                            "-n", "200000"], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert gen.stdout.readline() == b"x0,x1,y\n"
+    gen.stdout.close()
+    assert gen.wait(timeout=60) == -signal.SIGPIPE  # what `yes | head -1` does to `yes`
+    assert gen.stderr.read() == b""
 
 
 # --- the display on its own --------------------------------------------------------------
