@@ -4,11 +4,21 @@ matplotlib is imported inside the functions, so `nntrain --help` and runs with
 ``output.plots: false`` never load it. Figures are made with matplotlib's object API (a Figure on
 the Agg canvas) rather than pyplot: no GUI backend is ever chosen and no global state is left
 behind. Every file is written atomically, like the rest of the run directory.
+
+A training run draws in two steps: plot_jobs computes what the pictures need (the model's
+predictions included) and draw() draws them, in a helper process when that saves time (see
+Painter). Run as ``python -m nntrain.plots``, this module is that helper.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,28 +49,140 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
            "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
+# One picture to draw: (the name of a drawing function in DRAW, args, kwargs), plain data only;
+# the last of the args is the file to write.
+Job = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
 def write_plots(prepared: Prepared, directory: Path,
                 history: dict[str, list[float]]) -> list[Path]:
     """Draw every picture that fits this run into ``directory``; return the files written."""
+    return draw(plot_jobs(prepared, directory, history))
+
+
+def plot_jobs(prepared: Prepared, directory: Path, history: dict[str, list[float]]) -> list[Job]:
+    """What every picture that fits this run needs, the model's predictions computed here."""
     ds = prepared.dataset
-    written = [plot_curves(history, directory / CURVES)]
+    jobs: list[Job] = [("curves", (history, directory / CURVES), {})]
     if ds.streamed:
-        return written  # the rows stay in the file (data.stream): too many to plot
+        return jobs  # the rows stay in the file (data.stream): too many to plot
     if prepared.task == "regression":
         split, x, y = next((s, x, y) for s, x, y in (("test", ds.x_test, ds.y_test),
                                                       ("validation", ds.x_val, ds.y_val),
                                                       ("train", ds.x_train, ds.y_train))
                            if len(x))
-        written.append(plot_predicted_vs_actual(y, predict(prepared.model, x),
-                                                directory / PREDICTED_VS_ACTUAL, split=split))
+        jobs.append(("predicted_vs_actual", (y, predict(prepared.model, x),
+                                             directory / PREDICTED_VS_ACTUAL), {"split": split}))
     elif ds.x_train.ndim == 2 and ds.n_features == 2:
         x = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
         y = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
         labels = [str(c) for c in ds.labels or range(prepared.n_classes or 2)]
-        written.append(plot_decision_boundary(
-            prepared.model, x, class_indices(y, prepared.task), directory / DECISION_BOUNDARY,
-            binary=prepared.task == "binary", labels=labels, axis_names=ds.feature_names))
-    return written
+        g0, g1 = boundary_grid(x)
+        out = predict(prepared.model, np.column_stack([g0.ravel(), g1.ravel()])
+                      .astype(np.float32))
+        jobs.append(("decision_boundary", (g0, g1, out, x, class_indices(y, prepared.task),
+                                           directory / DECISION_BOUNDARY),
+                     {"binary": prepared.task == "binary", "labels": labels,
+                      "axis_names": ds.feature_names}))
+    return jobs
+
+
+def draw(jobs: list[Job]) -> list[Path]:
+    return [DRAW[name](*args, **kwargs) for name, args, kwargs in jobs]
+
+
+class Painter:
+    """Draws a run's pictures, in a helper process when that saves time.
+
+    Importing matplotlib costs about 0.4 s, as much as training the tutorial's example. So
+    `nntrain train` starts a helper (``python -m nntrain.plots``) as it starts: the helper
+    imports matplotlib on another core while TensorFlow loads and the model trains, then
+    receives the plot jobs (plain arrays: it never loads TensorFlow) and draws while the run
+    saves its model. If the helper cannot start or fails, the pictures are drawn here instead,
+    so a run never loses them; so they are, too, in a process that has matplotlib loaded
+    already (a notebook, the tests), where drawing costs little.
+    """
+
+    TIMEOUT = 300  # seconds to wait for the helper's pictures before drawing them here
+
+    def __init__(self, proc: subprocess.Popen[bytes] | None) -> None:
+        self._proc = proc
+        self._jobs: list[Job] = []
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls, enabled: bool, *, helper: bool | None = None,
+              command: list[str] | None = None) -> Iterator[Painter]:
+        """A painter for one run; the helper, if any, is stopped when the block ends.
+        helper: whether to start one; by default, when this process has no matplotlib yet."""
+        proc = None
+        if helper is None:
+            helper = "matplotlib" not in sys.modules
+        if enabled and helper:
+            root = str(Path(__file__).resolve().parent.parent)
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+                [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+            try:
+                proc = subprocess.Popen(command or [sys.executable, "-m", "nntrain.plots"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, env=env)
+            except OSError:
+                proc = None
+        painter = cls(proc)
+        try:
+            yield painter
+        finally:
+            painter._stop()
+
+    def submit(self, jobs: list[Job]) -> None:
+        """Start drawing; finish() waits for the pictures."""
+        self._jobs = jobs
+        if self._proc is not None:
+            try:
+                assert self._proc.stdin is not None
+                self._proc.stdin.write(pickle.dumps(jobs))
+                self._proc.stdin.close()
+            except OSError:
+                self._stop()
+
+    def finish(self) -> list[Path]:
+        """The files written: by the helper, or drawn here if it could not."""
+        if self._proc is not None:
+            try:
+                code = self._proc.wait(timeout=self.TIMEOUT)
+            except subprocess.TimeoutExpired:
+                code = None
+            self._stop()
+            files = [Path(args[-1]) for _, args, _ in self._jobs]
+            if code == 0 and all(f.exists() for f in files):
+                return files
+        return draw(self._jobs)
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdin is not None and not proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
+
+def _helper() -> int:
+    """The helper process: import matplotlib, then draw the jobs the run sends on stdin (a
+    pickle from the parent process, through a pipe only it holds). End without drawing when
+    stdin closes empty: the run stopped or failed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle; it ends us
+    from matplotlib import font_manager
+
+    _figure(4, 3)  # imports what drawing needs
+    font_manager.findfont("DejaVu Sans")
+    data = sys.stdin.buffer.read()
+    if data:
+        draw(pickle.loads(data))
+    return 0
 
 
 def predict(model: Any, x: np.ndarray) -> np.ndarray:
@@ -112,23 +234,26 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_decision_boundary(model: Any, x: np.ndarray, y: np.ndarray, path: Path, *,
-                           binary: bool, labels: Sequence[str],
+def boundary_grid(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The GRID x GRID points of the plane of the two inputs around the rows x."""
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    pad = np.where(hi > lo, (hi - lo) * 0.08, 1.0)
+    return np.meshgrid(np.linspace(lo[0] - pad[0], hi[0] + pad[0], GRID),
+                       np.linspace(lo[1] - pad[1], hi[1] + pad[1], GRID))
+
+
+def plot_decision_boundary(g0: np.ndarray, g1: np.ndarray, out: np.ndarray, x: np.ndarray,
+                           y: np.ndarray, path: Path, *, binary: bool, labels: Sequence[str],
                            axis_names: Sequence[str] = ("x0", "x1")) -> Path:
     """The classes the model predicts over the plane of the two inputs, the rows over them.
 
-    Binary models show the predicted probability of class 1 as shading, with the 0.5 line (the
-    threshold the accuracy metric uses); multi-class models show the predicted class as areas.
+    ``out`` holds the model's outputs at the points of boundary_grid (g0, g1). Binary models
+    show the predicted probability of class 1 as shading, with the 0.5 line (the threshold the
+    accuracy metric uses); multi-class models show the predicted class as areas.
     """
     from matplotlib.colors import ListedColormap
     from matplotlib.lines import Line2D
 
-    lo, hi = x.min(axis=0), x.max(axis=0)
-    pad = np.where(hi > lo, (hi - lo) * 0.08, 1.0)
-    g0, g1 = np.meshgrid(np.linspace(lo[0] - pad[0], hi[0] + pad[0], GRID),
-                         np.linspace(lo[1] - pad[1], hi[1] + pad[1], GRID))
-    grid = np.column_stack([g0.ravel(), g1.ravel()]).astype(np.float32)
-    out = predict(model, grid)
     fig = _figure(6.6, 5.2, right=0.1)
     ax = fig.subplots()
     n_classes = max(len(labels), int(y.max()) + 1 if len(y) else 2)
@@ -254,3 +379,10 @@ def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI))
     return path
+
+
+DRAW = {"curves": plot_curves, "predicted_vs_actual": plot_predicted_vs_actual,
+        "decision_boundary": plot_decision_boundary}
+
+if __name__ == "__main__":
+    sys.exit(_helper())

@@ -44,7 +44,7 @@ from nntrain.loop import (
     steps_per_epoch,
 )
 from nntrain.model import build_loss, build_metrics, build_model, build_optimizer, input_shape_of
-from nntrain.plots import write_plots
+from nntrain.plots import Painter, plot_jobs
 from nntrain.runs import (CONFIG, HISTORY, LABELS, MANIFEST, METRICS, BackgroundWriter, RunDir,
                           read_json, timestamp)
 from nntrain.tensorboard_log import TENSORBOARD, TensorBoardLog
@@ -431,26 +431,29 @@ def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = 
     """The whole pass: prepare, open the run directory, fit with checkpoints, write, move
     into place. A stopped, diverged or failed run that has a checkpoint is moved into place
     too, with its status in the manifest, so that it can be resumed."""
-    prepared = prepare(loaded)
-    if on_prepared is not None:
-        on_prepared(prepared)
-    kwargs = dict(argv=argv or sys.argv, force=force, resume=resume, stop=stop,
-                  on_epoch=on_epoch, on_batch=on_batch)
-    if prepared.chief:
-        return _train(prepared, **kwargs)
-    # The other workers make the same calls as the chief (saving and evaluating run
-    # collectives), into a scratch directory that is deleted at the end. When the chief
-    # resumes, they take its checkpoint from it (_follow_chief): they need no run directory.
-    scratch = tempfile.mkdtemp(prefix="nntrain-worker-")
-    try:
-        return _train(prepared, **{**kwargs, "resume": None}, root=scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    # Started first, so that matplotlib loads on another core while TensorFlow does.
+    with Painter.start(loaded.config.output.plots) as painter:
+        prepared = prepare(loaded)
+        if on_prepared is not None:
+            on_prepared(prepared)
+        kwargs = dict(argv=argv or sys.argv, force=force, resume=resume, stop=stop,
+                      on_epoch=on_epoch, on_batch=on_batch, painter=painter)
+        if prepared.chief:
+            return _train(prepared, **kwargs)
+        # The other workers make the same calls as the chief (saving and evaluating run
+        # collectives), into a scratch directory that is deleted at the end. When the chief
+        # resumes, they take its checkpoint from it (_follow_chief): they need no run
+        # directory.
+        scratch = tempfile.mkdtemp(prefix="nntrain-worker-")
+        try:
+            return _train(prepared, **{**kwargs, "resume": None}, root=scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | None,
            stop: StopRequest | None, on_epoch: EpochCallback | None,
-           on_batch: BatchCallback | None, root: str | None = None,
+           on_batch: BatchCallback | None, painter: Painter, root: str | None = None,
            ) -> tuple[RunDir, TrainResult, Prepared]:
     session = _resume(prepared, resume, argv) if resume else _start(prepared, argv, force, root)
     run = session.run
@@ -542,13 +545,16 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
         raise TrainingDiverged(f"training diverged: {quantity} became {value} in epoch {epoch}",
                                hint="try a lower learning rate (training.optimizer."
                                "learning_rate), normalized inputs, or a smaller batch_size")
-    metrics = evaluate_splits(prepared.model, prepared)
     history: dict[str, list[float]] = {}
     for row in result.state.rows:
         for k, v in row.items():
             history.setdefault(k, []).append(v)
-    outcome = TrainResult(history, metrics, result.state.epoch, result.seconds)
+    plots = prepared.config.output.plots
     try:
+        if plots:  # drawn while the splits are evaluated and the model is saved
+            painter.submit(plot_jobs(prepared, run.staging, history))
+        metrics = evaluate_splits(prepared.model, prepared)
+        outcome = TrainResult(history, metrics, result.state.epoch, result.seconds)
         run.write_json(METRICS, metrics)
         if prepared.dataset.labels:
             run.write_json(LABELS, prepared.dataset.labels)
@@ -556,8 +562,8 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
             run.write_json(PREPROCESSING, prepared.dataset.preprocessing.to_json(
                 prepared.dataset.feature_names))
         run.save_model(prepared.model)
-        if prepared.config.output.plots:
-            write_plots(prepared, run.staging, history)
+        if plots:
+            painter.finish()
         write_status("finished", result.state)
         run.commit()
     except BaseException:

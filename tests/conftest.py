@@ -14,6 +14,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Runs in this process draw their pictures here rather than in a helper process (nntrain.plots
+# .Painter does so when matplotlib is loaded): one import for the whole suite.
+import matplotlib.figure  # noqa: E402,F401
+
 
 @dataclass
 class Result:

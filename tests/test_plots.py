@@ -83,6 +83,35 @@ def test_confusion_matrix_for_eval(tmp_path):
     assert not (tmp_path / "bad.png").exists()
 
 
+def test_a_command_draws_in_a_helper_process_and_gets_the_same_pictures(tiny, tmp_path):
+    """A fresh `nntrain train` process (no matplotlib loaded) draws in its helper process."""
+    import os
+
+    from conftest import ROOT
+
+    res = subprocess.run([sys.executable, "-m", "nntrain", "train", str(tiny), "-q"],
+                         cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    run = tmp_path / "runs" / "tiny"
+    assert pngs(run) == ["curves.png", "decision_boundary.png"]
+    width, height = png_size(run / "decision_boundary.png")
+    assert width >= 500 and height >= 400
+
+
+@pytest.mark.parametrize("command", [
+    ["/nonexistent/python"],  # cannot start
+    [sys.executable, "-c", "import sys; sys.stdin.read(); sys.exit(3)"],  # fails
+    [sys.executable, "-c", "import sys; sys.stdin.read()"],  # exits 0 without drawing
+])
+def test_pictures_are_drawn_here_when_the_helper_cannot(tmp_path, command):
+    history = {"loss": [0.9, 0.5], "val_loss": [1.0, 0.6]}
+    with plots.Painter.start(True, helper=True, command=command) as painter:
+        painter.submit([("curves", (history, tmp_path / "c.png"), {})])
+        assert painter.finish() == [tmp_path / "c.png"]
+    png_size(tmp_path / "c.png")
+
+
 def test_keras_start_up_does_not_load_matplotlib():
     """Keras imports matplotlib.pyplot when it can (half a second); nntrain hides it."""
     code = ("import sys\nfrom nntrain.tf import import_keras\nimport_keras()\n"
