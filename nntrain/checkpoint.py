@@ -82,11 +82,6 @@ def write(path: Path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write(path, out)
 
 
-def save(path: Path, model: Any, state: LoopState, best_weights: list[np.ndarray] | None,
-         metrics: list[np.ndarray] | None) -> None:
-    write(path, snapshot(model, state, best_weights, metrics))
-
-
 @dataclass
 class Checkpoint:
     state: LoopState

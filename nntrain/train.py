@@ -28,7 +28,6 @@ from nntrain import checkpoint, distribute
 from nntrain.checkpoint import CHECKPOINT, Checkpoint, LoopState
 from nntrain.errors import (
     ConfigError,
-    DataError,
     Interrupted,
     NntrainError,
     TrainingDiverged,
@@ -367,8 +366,7 @@ def _resume(prepared: Prepared, run_dir: Path, argv: list[str]) -> _Session:
                if not c.startswith(("training.epochs:", "output.", "distribution."))]
     if changes:
         raise UsageError("only training.epochs (and where it runs) may change when resuming; "
-                         "this config also "
-                         f"changes {'; '.join(changes)}")
+                         f"this config also changes {'; '.join(changes)}")
     if old_manifest["data"]["fingerprint"] != prepared.dataset.fingerprint:
         raise UsageError(f"{run.path}: the data changed since this run started (its "
                          "fingerprint differs); resuming would not continue the same run")
