@@ -212,6 +212,7 @@ def train(
     loaded = _load(config, set_, data)
     stop = StopRequest()
     chief = True  # the other workers of a multi-worker run print nothing on stdout
+    reader_left = False  # the reader of --jsonl's lines closed the pipe
 
     def on_signal(signum: int, frame: Any) -> None:
         if stop:  # the second Ctrl-C stops at once
@@ -228,10 +229,12 @@ def train(
 
     def on_epoch(epoch: int, total: int, logs: dict[str, float], seconds: float) -> None:
         display.epoch(epoch, total, logs, seconds)
-        if jsonl and chief and not stop:
+        nonlocal reader_left
+        if jsonl and chief and not reader_left:
             try:
                 print(json.dumps(progress.epoch_event(epoch, total, logs, seconds)), flush=True)
             except BrokenPipeError:  # `--jsonl | head -3`: stop as SIGPIPE would, resumably
+                reader_left = True
                 _stdout_gone()
                 stop.request(EXIT_PIPE - 128)
 

@@ -242,14 +242,13 @@ def lost_peer(exc: BaseException, strategy: Any) -> str | None:
     import tensorflow as tf
 
     if not isinstance(exc, (tf.errors.UnavailableError, tf.errors.AbortedError,
-                            tf.errors.DeadlineExceededError, tf.errors.CancelledError,
-                            tf.errors.InternalError)):
+                            tf.errors.DeadlineExceededError)):
         return None
     workers = strategy.cluster_resolver.cluster_spec().as_dict().get("worker", [])
     tasks = sorted({int(t) for t in re.findall(r"/job:worker/(?:replica:\d+/)?task:(\d+)",
                                                str(exc))})
     own = strategy.cluster_resolver.task_id
-    others = [t for t in tasks if t != own] or tasks
+    others = [t for t in tasks if t != own]  # messages name this worker's devices too
     if not others:
         return "another worker"
     return ", ".join(f"worker {t} ({workers[t]})" if t < len(workers) else f"worker {t}"

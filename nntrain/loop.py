@@ -106,7 +106,8 @@ def epochs_dataset(ds: Dataset, cfg: TrainingConfig, epoch_of: Callable[[], int]
 
     rows, size = len(ds.x_train), cfg.batch_size
     full = rows // size
-    x, y = tf.constant(ds.x_train), tf.constant(ds.y_train)
+    with tf.device("/CPU:0"):  # tf.data gathers on the CPU; a GPU copy would only be moved back
+        x, y = tf.constant(ds.x_train), tf.constant(ds.y_train)
 
     def order() -> np.ndarray:
         return epoch_order(rows, cfg.seed, epoch_of(), cfg.shuffle).astype(np.int64)
@@ -206,10 +207,12 @@ def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
             save(state, self.best_weights, None)
             if on_epoch is not None:
                 on_epoch(epoch + 1, cfg.epochs, logs, time.perf_counter() - self.started)
-            if stop:  # the signal came after the epoch's last step
-                self.finish(interrupted=stop.signum)
-            elif state.stopped_early:
+            if state.stopped_early:
                 self.model.stop_training = True
+            elif stop and state.epoch < cfg.epochs:
+                # The signal came after the epoch's last step (after the last epoch's, the
+                # run is simply done).
+                self.finish(interrupted=stop.signum)
 
         def after_epoch(self, epoch: int, logs: dict[str, float]) -> None:
             """Early stopping and reduce-on-plateau, as plain state for the checkpoint
@@ -241,7 +244,8 @@ def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
         fit["validation_batch_size"] = cfg.batch_size
     if stop:
         return LoopResult(state, 0.0, interrupted=stop.signum)
-    if state.step:  # the rest of the epoch a checkpoint stopped in
+    if state.step and state.epoch < cfg.epochs and not state.stopped_early:
+        # The rest of the epoch a checkpoint stopped in.
         model.fit(**epoch_inputs(ds, cfg, state.epoch, state.step), epochs=state.epoch + 1,
                   initial_epoch=state.epoch, **fit)
     if one_fit and not ds.streamed and hook.result is None and not state.stopped_early \

@@ -7,17 +7,17 @@ behind. Every file is written atomically, like the rest of the run directory.
 
 A training run draws in two steps: plot_jobs computes what the pictures need (the model's
 predictions included) and draw() draws them, in a helper process when that saves time (see
-Painter). Run as ``python -m nntrain.plots``, this module is that helper.
+Painter), whose entry point is _helper.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,7 +95,7 @@ class Painter:
     """Draws a run's pictures, in a helper process when that saves time.
 
     Importing matplotlib costs about 0.4 s, as much as training the tutorial's example. So
-    `nntrain train` starts a helper (``python -m nntrain.plots``) as it starts: the helper
+    `nntrain train` starts a helper Python process (_helper) as it starts: the helper
     imports matplotlib on another core while TensorFlow loads and the model trains, then
     receives the plot jobs (plain arrays: it never loads TensorFlow) and draws while the run
     saves its model. If the helper cannot start or fails, the pictures are drawn here instead,
@@ -108,6 +108,7 @@ class Painter:
     def __init__(self, proc: subprocess.Popen[bytes] | None) -> None:
         self._proc = proc
         self._jobs: list[Job] = []
+        self._sender: threading.Thread | None = None
 
     @classmethod
     @contextlib.contextmanager
@@ -119,31 +120,38 @@ class Painter:
         if helper is None:
             helper = "matplotlib" not in sys.modules
         if enabled and helper:
+            # Isolated (-I: no working directory or PYTHONPATH on sys.path), with this very
+            # nntrain first, so that no other checkout in the working directory stands in.
             root = str(Path(__file__).resolve().parent.parent)
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-                [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+            code = (f"import sys; sys.path.insert(0, {root!r}); "
+                    "from nntrain.plots import _helper; sys.exit(_helper())")
             try:
-                proc = subprocess.Popen(command or [sys.executable, "-m", "nntrain.plots"],
+                proc = subprocess.Popen(command or [sys.executable, "-I", "-c", code],
                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, env=env)
+                                        stderr=subprocess.DEVNULL)
             except OSError:
                 proc = None
         painter = cls(proc)
         try:
             yield painter
         finally:
-            painter._stop()
+            painter.stop()
 
     def submit(self, jobs: list[Job]) -> None:
-        """Start drawing; finish() waits for the pictures."""
+        """Start drawing; finish() waits for the pictures. The jobs (a megabyte or so) go
+        down the pipe from a thread, so that a helper still importing cannot hold the run."""
         self._jobs = jobs
-        if self._proc is not None:
-            try:
-                assert self._proc.stdin is not None
-                self._proc.stdin.write(pickle.dumps(jobs))
-                self._proc.stdin.close()
-            except OSError:
-                self._stop()
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            return
+        stdin = proc.stdin
+
+        def send() -> None:
+            with contextlib.suppress(OSError, ValueError):  # the helper died, or was stopped
+                stdin.write(pickle.dumps(jobs))
+                stdin.close()
+        self._sender = threading.Thread(target=send, name="nntrain-plots", daemon=True)
+        self._sender.start()
 
     def finish(self) -> list[Path]:
         """The files written: by the helper, or drawn here if it could not."""
@@ -152,21 +160,24 @@ class Painter:
                 code = self._proc.wait(timeout=self.TIMEOUT)
             except subprocess.TimeoutExpired:
                 code = None
-            self._stop()
+            self.stop()
             files = [Path(args[-1]) for _, args, _ in self._jobs]
             if code == 0 and all(f.exists() for f in files):
                 return files
         return draw(self._jobs)
 
-    def _stop(self) -> None:
+    def stop(self) -> None:
+        """End the helper, if it still runs (the run failed or stopped: no pictures)."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-        if proc.stdin is not None and not proc.stdin.closed:
-            with contextlib.suppress(OSError):
+        if self._sender is not None:
+            self._sender.join()
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
                 proc.stdin.close()
 
 
@@ -383,6 +394,3 @@ def _save(fig: Figure, path: Path) -> Path:
 
 DRAW = {"curves": plot_curves, "predicted_vs_actual": plot_predicted_vs_actual,
         "decision_boundary": plot_decision_boundary}
-
-if __name__ == "__main__":
-    sys.exit(_helper())

@@ -418,7 +418,8 @@ def _follow_chief(prepared: Prepared, session: _Session) -> _Session:
 
 # Keys that may differ between the workers of one run: where each finds the data and writes.
 _PER_WORKER = ("distribution.", "output.", "data.path:", "data.validation_path:",
-               "data.test_path:")
+               "data.test_path:", "data.x_path:", "data.y_path:", "data.validation.",
+               "data.test.")
 
 
 def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = False,
@@ -565,6 +566,7 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
         write_status("finished", result.state)
         run.commit()
     except BaseException:
+        painter.stop()  # before the staging directory moves or goes
         _keep_or_discard(run, lambda: write_status("failed", result.state))
         raise
     return run, outcome, prepared

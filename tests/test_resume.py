@@ -160,3 +160,32 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(work):
 def test_resume_needs_a_run_directory(cli, tmp_path):
     res = cli("train", "--resume", "nowhere")
     assert res.code == 2 and "not a run directory" in res.err
+
+
+@pytest.mark.parametrize("at_epoch, finished", [(1, False), (2, True)])
+def test_a_stop_after_the_last_epoch_finishes_the_run(write, tmp_path, monkeypatch, at_epoch,
+                                                      finished):
+    """A stop request that lands after the last epoch's last step (in its validation, say)
+    leaves nothing to resume: the run finishes. One after an earlier epoch interrupts it."""
+    from conftest import TINY
+    from nntrain.config import load_config
+    from nntrain.errors import Interrupted
+    from nntrain.loop import StopRequest
+    from nntrain.train import train
+
+    monkeypatch.chdir(tmp_path)
+    stop = StopRequest()
+
+    def on_epoch(epoch, total, logs, seconds):
+        if epoch == at_epoch:
+            stop.request(signal.SIGINT)
+
+    loaded = load_config(write("run.yaml", TINY), ["output.plots=false"])
+    if finished:
+        run, result, _ = train(loaded, stop=stop, on_epoch=on_epoch)
+        assert result.epochs_run == 2 and (run.path / "model.keras").exists()
+    else:
+        with pytest.raises(Interrupted):
+            train(loaded, stop=stop, on_epoch=on_epoch)
+    status = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())["status"]
+    assert status == ("finished" if finished else "interrupted")

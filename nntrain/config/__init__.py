@@ -43,17 +43,23 @@ def load_text(text: str, name: str = "<config>", overrides: list[str] | None = N
 # Keys whose values are paths. In the file they are relative to the file; given on the
 # command line (--set, --data), to where the command runs, as a shell user expects.
 PATH_KEYS = {("data", key) for key in ("path", "validation_path", "test_path", "x_path",
-                                        "y_path")}
+                                        "y_path")} | \
+    {("data", part, key) for part in ("validation", "test") for key in ("x_path", "y_path")}
 
 
 def validate_source(source: Source, overrides: list[str]) -> LoadedConfig:
     data, applied = apply_overrides(source.data, overrides)
     base = Path(source.name).resolve().parent  # LoadedConfig.base_dir
-    for key in PATH_KEYS & applied.keys():
-        value = data["data"][key[1]]
-        if isinstance(value, str) and value != "-" and base != Path.cwd() and \
+    for key in PATH_KEYS if base != Path.cwd() else ():
+        if not any(key[:n] in applied for n in range(1, len(key) + 1)):
+            continue  # not set on the command line (--set data={...} sets all below it)
+        node = data
+        for part in key[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        value = node.get(key[-1]) if isinstance(node, dict) else None
+        if isinstance(value, str) and value != "-" and \
                 not Path(value).expanduser().is_absolute():
-            data["data"][key[1]] = str(Path.cwd() / Path(value).expanduser())
+            node[key[-1]] = str(Path.cwd() / Path(value).expanduser())
     if not isinstance(data, dict):
         raise _located(source, applied, [Problem(
             f"the top level must be a mapping of sections (data, model, training), "
