@@ -14,28 +14,12 @@ from typing import NamedTuple
 
 import pytest
 
+from conftest import TINY
+
 F = "run.yaml"
 
-# Line numbers in the expected locations below refer to this file.
-BASE = """\
-data:
-  source: generate
-  generator: moons
-  samples: 100
-  split: {validation: 0.1, test: 0.2}
-model:
-  layers:
-    - {type: dense, units: 8, activation: relu}
-    - {type: dense, units: 1, activation: sigmoid}
-training:
-  loss: binary_crossentropy
-  optimizer: {name: adam, learning_rate: 0.01}
-  metrics: [accuracy]
-  epochs: 2
-  batch_size: 32
-output:
-  name: tiny
-"""
+# Line numbers in the expected locations below refer to BASE: conftest's TINY config.
+BASE = TINY.lstrip("\n").replace("samples: 200", "samples: 100")
 
 # Lines 1-5 of BASE, and one line of three Gaussian clusters to put in their place for the
 # multiclass checks (later lines move up by 4).

@@ -13,27 +13,15 @@ import zipfile
 import numpy as np
 import pytest
 
+from conftest import TINY
 from nntrain.config.schema import Split
 from nntrain.data.csvfile import parse_csv, read_csv
 from nntrain.errors import DataError
 
 NNTRAIN = [sys.executable, "-m", "nntrain"]
 
-MODEL = """
-model:
-  layers:
-    - {type: dense, units: 8, activation: relu}
-    - {type: dense, units: 1, activation: sigmoid}
-training:
-  loss: binary_crossentropy
-  optimizer: {name: adam, learning_rate: 0.01}
-  metrics: [accuracy]
-  epochs: 2
-  batch_size: 32
-output:
-  name: run
-  plots: false
-"""
+# TINY's model and training, into runs/run without pictures.
+MODEL = TINY[TINY.index("model:"):].replace("name: tiny", "name: run") + "  plots: false\n"
 
 
 def config(write, data: str, name: str = "run.yaml", model: str = MODEL):
