@@ -262,6 +262,8 @@ CASES = [
          ("training.epochs=[1",)),
     Case("set-unknown-key", BASE, "--set training.epoch=5: training.epoch",
          r"unknown key 'epoch' \(did you mean 'epochs'\?\)", ("training.epoch=5",), train=True),
+    Case("set-unknown-section", BASE, "--set trainingg.epochs=3: trainingg",
+         r"unknown key 'trainingg' \(did you mean 'training'\?\)", ("trainingg.epochs=3",)),
     Case("set-bad-value", BASE, "--set training.epochs=0: training.epochs",
          r"expected a positive integer, got 0", ("training.epochs=0",)),
     Case("set-yes-for-int", BASE, "--set training.batch_size=yes: training.batch_size",

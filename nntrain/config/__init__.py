@@ -87,7 +87,9 @@ def _located(source: Source, applied: dict[KeyPath, str], problems: list[Problem
     for p in problems:
         if p.file is not None:
             continue
-        expr = next((e for k, e in applied.items() if p.path[: len(k)] == k), None)
+        # The --set that set this key or one inside it (an unknown section it made up).
+        expr = next((e for k, e in applied.items()
+                     if p.path[: len(k)] == k or (p.path and k[: len(p.path)] == p.path)), None)
         if expr is not None:
             p.file = f"--set {expr}"
             continue
