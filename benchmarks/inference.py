@@ -5,7 +5,7 @@
 Trains a run of the benchmark network (train_throughput.py's, one epoch on a few rows: the
 weights do not change the speed), then, in a fresh process each:
 
-    nntrain predict_all    nntrain.trained.predict_all: the forward pass `predict` and `eval`
+    nntrain predict_all    nntrain.use.load.predict_all: the forward pass `predict` and `eval`
                            use (a tf.function, 4096 rows a call)
     model.predict          Keras's own, batch_size 4096, and with its default batch_size 32
     tf.function            the model wrapped by hand, 4096 rows a call and all rows in one call
@@ -69,7 +69,7 @@ def timed(ways: dict, reps: int) -> dict[str, float]:
 def run_tensorflow(run_dir: str, rows: int, reps: int) -> dict:
     import tensorflow as tf
 
-    from nntrain.trained import forward_pass, load_trained, predict_all
+    from nntrain.use.load import forward_pass, load_trained, predict_all
 
     trained = load_trained(run_dir)
     model = trained.model

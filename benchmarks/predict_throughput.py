@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     run_dir = Path(sys.argv[1])
     rows = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
-    from nntrain.trained import BATCH_ROWS, forward_pass, load_trained
+    from nntrain.use.load import BATCH_ROWS, forward_pass, load_trained
 
     trained = load_trained(run_dir)
     model = trained.model

@@ -8,7 +8,7 @@ binary cross-entropy, no metrics; the data: nntrain's `random` generator, 100,00
 rows, seed 42, every row for training. Each variant reshuffles the rows every epoch, as a user
 would. Variants:
 
-    nntrain       nntrain.train.train() in-process on a config file (its defaults, so
+    nntrain       nntrain.training.train.train() in-process on a config file (its defaults, so
                   steps_per_execution 32, a checkpoint every epoch); the time of an epoch is
                   the seconds its on_epoch callback reports
     keras_spe32   model.fit(x, y, epochs=E) on numpy arrays, compiled with
@@ -81,7 +81,7 @@ output:
 
 def run_nntrain(batch: int, epochs: int, samples: int) -> dict:
     from nntrain.config import load_config
-    from nntrain.train import train
+    from nntrain.training.train import train
 
     seconds: list[float] = []
     losses: list[float] = []

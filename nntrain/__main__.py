@@ -1,5 +1,5 @@
 import sys
 
-from nntrain.cli import main
+from nntrain.cli.app import main
 
 sys.exit(main())

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nntrain.runs import atomic_write
+from nntrain.runs.rundir import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from nntrain.train import Prepared
+    from nntrain.training.train import Prepared
 
 CURVES = "curves.png"
 DECISION_BOUNDARY = "decision_boundary.png"

@@ -29,7 +29,7 @@ class Result:
 @pytest.fixture
 def cli(capsys, monkeypatch, tmp_path):
     """Run `nntrain ARGS...` in-process with tmp_path as the working directory."""
-    from nntrain.cli import main
+    from nntrain.cli.app import main
 
     monkeypatch.chdir(tmp_path)
 

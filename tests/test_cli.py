@@ -13,7 +13,7 @@ NNTRAIN = [sys.executable, "-m", "nntrain"]
 
 
 def test_help_is_fast_and_never_imports_tensorflow():
-    code = ("import sys\nfrom nntrain.cli import main\nrc = main(['--help'])\n"
+    code = ("import sys\nfrom nntrain.cli.app import main\nrc = main(['--help'])\n"
             "assert rc == 0, rc\nassert 'tensorflow' not in sys.modules\n"
             "assert 'keras' not in sys.modules\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

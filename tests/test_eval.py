@@ -21,7 +21,7 @@ def runs(tmp_path_factory):
 
 
 def test_help_never_imports_tensorflow():
-    code = ("import sys\nfrom nntrain.cli import main\n"
+    code = ("import sys\nfrom nntrain.cli.app import main\n"
             "for command in ('eval', 'predict', 'export', 'runs'):\n"
             "    assert main([command, '--help']) == 0\n"
             "assert main(['--help']) == 0\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from nntrain.starters import TASKS
+from nntrain.config.starters import TASKS
 
 
 @pytest.mark.parametrize("task", list(TASKS))

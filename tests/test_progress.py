@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, TINY
-from nntrain import progress
+from nntrain.cli import progress
 
 
 @pytest.fixture(autouse=True)
@@ -135,7 +135,7 @@ def fake_prepared(rows: int = 100, batch_size: int = 10) -> SimpleNamespace:
 
 
 def drive(display: progress.TrainingDisplay) -> None:
-    """What nntrain.train does with the callbacks during two epochs of ten batches."""
+    """What nntrain.training.train does with the callbacks during two epochs of ten batches."""
     with display:
         display.begin(fake_prepared(), "SUMMARY")
         for epoch in (1, 2):

@@ -89,7 +89,7 @@ def test_signal_saves_a_checkpoint_and_resume_is_bit_exact(work, signum, code):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     assert not (run / "model.keras").exists()
-    from nntrain.checkpoint import load
+    from nntrain.training.checkpoint import load
 
     state = load(run / "checkpoint.npz").state
     assert state.epoch == 1 and 0 < state.step < 700, "the signal should land inside epoch 2"
@@ -170,8 +170,8 @@ def test_a_stop_after_the_last_epoch_finishes_the_run(write, tmp_path, monkeypat
     from conftest import TINY
     from nntrain.config import load_config
     from nntrain.errors import Interrupted
-    from nntrain.loop import StopRequest
-    from nntrain.train import train
+    from nntrain.training.loop import StopRequest
+    from nntrain.training.train import train
 
     monkeypatch.chdir(tmp_path)
     stop = StopRequest()

@@ -14,7 +14,7 @@ from conftest import TINY
 def runs_dir(tmp_path_factory):
     """Two finished runs (different seeds), one interrupted (kept in its staging directory
     to be resumed) and one killed before its first epoch ended."""
-    from nntrain.cli import main
+    from nntrain.cli.app import main
 
     root = tmp_path_factory.mktemp("listing")
     config = root / "tiny.yaml"

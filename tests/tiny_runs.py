@@ -64,7 +64,7 @@ def write_animals(path: Path, rows: int, seed: int = 0, labels: list[str] = ANIM
 def train_runs(root: Path, *which: str) -> dict[str, Path]:
     """Train the named runs ('binary', 'animals', 'sine', 'gaps') under root/runs; name -> run
     dir."""
-    from nntrain.cli import main
+    from nntrain.cli.app import main
 
     configs = {"binary": TINY, "animals": TEXT_LABELS, "sine": REGRESSION, "gaps": GAPS}
     if not (root / "animals.csv").exists():

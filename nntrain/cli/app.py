@@ -95,7 +95,7 @@ EXIT_PIPE = 128 + getattr(signal, "SIGPIPE", 13)
 
 def _write_new_file(path: Path, data: bytes, force: bool) -> None:
     """Write a file the user named, atomically, never over an existing one without --force."""
-    from nntrain.runs import atomic_write
+    from nntrain.runs.rundir import atomic_write
 
     if path.exists() and not force:
         raise UsageError(f"{path}: exists already; pass --force to overwrite it")
@@ -184,10 +184,10 @@ def train(
     the results as JSON with --json, or a JSON line per epoch with --jsonl. Progress and the
     final metrics go to stderr: a live display on a terminal, one line per epoch elsewhere.
     """
-    from nntrain import progress
-    from nntrain.loop import StopRequest
-    from nntrain.runs import CONFIG, RunDir
-    from nntrain.train import train as run_training
+    from nntrain.cli import progress
+    from nntrain.training.loop import StopRequest
+    from nntrain.runs.rundir import CONFIG, RunDir
+    from nntrain.training.train import train as run_training
 
     if quiet and verbose:
         raise UsageError("--quiet and --verbose contradict each other; choose one")
@@ -306,7 +306,7 @@ def validate(config: ConfigArg, set_: SetOpt = None, data: DataOpt = None) -> No
     Loads the data and builds the model to catch mismatches (labels, output units, input
     shape), prints the model summary on stderr and writes nothing.
     """
-    from nntrain.train import prepare
+    from nntrain.training.train import prepare
 
     loaded = _load(config, set_, data)
     with _positions(loaded):
@@ -357,7 +357,7 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter config for a task; it trains as is on generated data."""
-    from nntrain.starters import starter_config
+    from nntrain.config.starters import starter_config
 
     if output == "-":
         sys.stdout.write(starter_config(task.value, "FILE"))
@@ -468,7 +468,7 @@ def eval_(
     metrics table on stderr; classifiers also get a confusion matrix and per-class precision
     and recall, regressors MAE, RMSE and R².
     """
-    from nntrain.evaluate import evaluate
+    from nntrain.use.evaluate import evaluate
 
     names = [n.strip() for m in metrics or [] for n in m.split(",") if n.strip()]
     if plot is not None and plot.suffix.lower() != ".png":
@@ -546,7 +546,7 @@ def predict(
     per class, p_<label>. Regressors: the predicted value(s). Streams: rows are read, predicted
     and written chunk by chunk, so input of any length works in a pipe.
     """
-    from nntrain.evaluate import predict as predict_rows
+    from nntrain.use.evaluate import predict as predict_rows
 
     with _until_the_reader_leaves():
         for text in predict_rows(model, data, fmt=fmt):
@@ -582,7 +582,7 @@ def export(
     largest difference is reported on stderr, and an export beyond tolerance is an error (nothing
     is written). Prints the path written on stdout.
     """
-    from nntrain.export import QUANTIZATIONS, export_model
+    from nntrain.use.export import QUANTIZATIONS, export_model
 
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise UsageError(f"--quantize: expected one of {', '.join(QUANTIZATIONS)}, got "
@@ -616,7 +616,7 @@ def runs(
     The headline metrics are the test loss and the first metric, or the validation ones when
     a run has no test rows. The listing is the command's output, so it goes to stdout.
     """
-    from nntrain.history import list_runs, sort_runs
+    from nntrain.runs.listing import list_runs, sort_runs
 
     found = list_runs(directory, include_incomplete=all_)
     if sort is not None:
@@ -645,7 +645,7 @@ def _local_time(iso: str | None) -> str:
 
 
 def _runs_table(found: list[Any], sort: str | None) -> Table:
-    from nntrain.history import RUN_FIELDS
+    from nntrain.runs.listing import RUN_FIELDS
 
     extra = sort if sort is not None and sort not in (*RUN_FIELDS, "loss") else None
     table = Table(box=None, pad_edge=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nntrain.errors import UsageError, at_file, did_you_mean
-from nntrain.runs import CONFIG, MANIFEST, METRICS, MODEL, read_json
+from nntrain.runs.rundir import CONFIG, MANIFEST, METRICS, MODEL, read_json
 
 # Metrics where smaller is better; every other metric (accuracy, auc, r2_score, ...) sorts
 # largest first, so the best run is always on top.

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from nntrain.errors import UsageError
-from nntrain.runs import atomic_write
+from nntrain.runs.rundir import atomic_write
 
 CHECKPOINT = "checkpoint.npz"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from nntrain.checkpoint import Checkpoint, LoopState
+from nntrain.training.checkpoint import Checkpoint, LoopState
 from nntrain.config.schema import TrainingConfig
 from nntrain.data.dataset import Dataset
 from nntrain.tf import import_keras

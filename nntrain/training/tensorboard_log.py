@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nntrain.loop import EpochCallback
-from nntrain.progress import learning_rate
+from nntrain.training.loop import EpochCallback
+from nntrain.cli.progress import learning_rate
 
 TENSORBOARD = "tensorboard"  # the folder in the run directory
 

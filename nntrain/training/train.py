@@ -24,8 +24,8 @@ from nntrain.config import LoadedConfig
 from nntrain.config.schema import RunConfig
 from nntrain.data.dataset import Dataset, load_dataset, resolve_paths
 from nntrain.data.preprocess import PREPROCESSING
-from nntrain import checkpoint, distribute
-from nntrain.checkpoint import CHECKPOINT, Checkpoint, LoopState
+from nntrain.training import checkpoint, distribute
+from nntrain.training.checkpoint import CHECKPOINT, Checkpoint, LoopState
 from nntrain.errors import (
     ConfigError,
     Interrupted,
@@ -34,7 +34,7 @@ from nntrain.errors import (
     UsageError,
     did_you_mean,
 )
-from nntrain.loop import (
+from nntrain.training.loop import (
     BatchCallback,
     EpochCallback,
     StopRequest,
@@ -44,9 +44,9 @@ from nntrain.loop import (
 )
 from nntrain.model import build_loss, build_metrics, build_model, build_optimizer, input_shape_of
 from nntrain.plots import Painter, plot_jobs
-from nntrain.runs import (CONFIG, HISTORY, LABELS, MANIFEST, METRICS, BackgroundWriter, RunDir,
+from nntrain.runs.rundir import (CONFIG, HISTORY, LABELS, MANIFEST, METRICS, BackgroundWriter, RunDir,
                           read_json, timestamp)
-from nntrain.tensorboard_log import TENSORBOARD, TensorBoardLog
+from nntrain.training.tensorboard_log import TENSORBOARD, TensorBoardLog
 from nntrain.tf import import_keras
 
 BINARY_LOSSES = {"binary_crossentropy", "binary_focal_crossentropy", "hinge", "squared_hinge"}

@@ -19,7 +19,7 @@ import numpy as np
 
 from nntrain.errors import UsageError, at_file
 from nntrain.model import build_loss, build_metrics
-from nntrain.trained import (BATCH_ROWS, InputRows, Trained, decide, forward_pass,
+from nntrain.use.load import (BATCH_ROWS, InputRows, Trained, decide, forward_pass,
                              load_trained, read_labeled, run_rows, split_batches, true_classes)
 
 FORMATS = ("csv", "jsonl")

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from nntrain.errors import NntrainError, UsageError, at_file
-from nntrain.runs import atomic_write
+from nntrain.runs.rundir import atomic_write
 from nntrain.tf import quiet_stderr
-from nntrain.trained import (InputRows, Trained, first_rows, load_trained, predict_all,
+from nntrain.use.load import (InputRows, Trained, first_rows, load_trained, predict_all,
                              run_rows)
 
 FORMATS = ("savedmodel", "tflite", "onnx")

@@ -27,9 +27,9 @@ from nntrain.data.csvfile import Columns, Missing, open_csv, read_chunks, read_c
 from nntrain.data.dataset import Dataset, Labels, load_dataset
 from nntrain.data.preprocess import PREPROCESSING, Preprocessing
 from nntrain.errors import DataError, UsageError, at_file, did_you_mean
-from nntrain.runs import CONFIG, LABELS, MANIFEST, MODEL, read_json
+from nntrain.runs.rundir import CONFIG, LABELS, MANIFEST, MODEL, read_json
 from nntrain.tf import import_keras
-from nntrain.train import check_task, task_of_loss
+from nntrain.training.train import check_task, task_of_loss
 
 # Rows per call of the forward pass: the per-call overhead vanishes, and the activations of a
 # batch stay small whatever the model.

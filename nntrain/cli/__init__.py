@@ -1,0 +1,1 @@
+"""The command line: commands, rendering, Unix signal and pipe plumbing."""

@@ -1,0 +1,1 @@
+"""Training a run: prepare, the loop, checkpoints, distribution, the resume session."""
