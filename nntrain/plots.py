@@ -29,7 +29,8 @@ from nntrain.runs.rundir import atomic_write
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from nntrain.training.train import Prepared
+    from nntrain.data.dataset import Dataset
+    from nntrain.targets import Targets
 
 CURVES = "curves.png"
 DECISION_BOUNDARY = "decision_boundary.png"
@@ -54,35 +55,27 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
 Job = tuple[str, tuple[Any, ...], dict[str, Any]]
 
 
-def write_plots(prepared: Prepared, directory: Path,
-                history: dict[str, list[float]]) -> list[Path]:
-    """Draw every picture that fits this run into ``directory``; return the files written."""
-    return draw(plot_jobs(prepared, directory, history))
-
-
-def plot_jobs(prepared: Prepared, directory: Path, history: dict[str, list[float]]) -> list[Job]:
+def plot_jobs(model: Any, ds: Dataset, targets: Targets, directory: Path,
+              history: dict[str, list[float]]) -> list[Job]:
     """What every picture that fits this run needs, the model's predictions computed here."""
-    ds = prepared.dataset
     jobs: list[Job] = [("curves", (history, directory / CURVES), {})]
     if ds.streamed:
         return jobs  # the rows stay in the file (data.stream): too many to plot
-    if prepared.task == "regression":
+    if targets.task == "regression":
         split, x, y = next((s, x, y) for s, x, y in (("test", ds.x_test, ds.y_test),
                                                       ("validation", ds.x_val, ds.y_val),
                                                       ("train", ds.x_train, ds.y_train))
                            if len(x))
-        jobs.append(("predicted_vs_actual", (y, predict(prepared.model, x),
+        jobs.append(("predicted_vs_actual", (y, predict(model, x),
                                              directory / PREDICTED_VS_ACTUAL), {"split": split}))
     elif ds.x_train.ndim == 2 and ds.n_features == 2:
         x = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
         y = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
-        labels = [str(c) for c in ds.labels or range(prepared.n_classes or 2)]
         g0, g1 = boundary_grid(x)
-        out = predict(prepared.model, np.column_stack([g0.ravel(), g1.ravel()])
-                      .astype(np.float32))
-        jobs.append(("decision_boundary", (g0, g1, out, x, class_indices(y, prepared.task),
+        out = predict(model, np.column_stack([g0.ravel(), g1.ravel()]).astype(np.float32))
+        jobs.append(("decision_boundary", (g0, g1, out, x, targets.class_indices(y),
                                            directory / DECISION_BOUNDARY),
-                     {"binary": prepared.task == "binary", "labels": labels,
+                     {"binary": targets.task == "binary", "labels": targets.classes,
                       "axis_names": ds.feature_names}))
     return jobs
 
@@ -206,13 +199,6 @@ def predict(model: Any, x: np.ndarray) -> np.ndarray:
              for i in range(0, len(x), CHUNK)]
     out = np.concatenate(parts).astype(np.float64)
     return out.reshape(len(x), -1)
-
-
-def class_indices(y: np.ndarray, task: str) -> np.ndarray:
-    """Labels as integer class indices, whatever form the loss wanted them in."""
-    if task == "onehot" or (y.ndim == 2 and y.shape[1] > 1):
-        return np.argmax(y, axis=1)
-    return np.asarray(y).reshape(len(y)).astype(np.int64)
 
 
 def plot_curves(history: dict[str, list[float]], path: Path) -> Path:

@@ -1,7 +1,9 @@
 """Name -> Keras object tables, and one resolve() for all of them.
 
 The tables hold *names* of Keras attributes, not the objects, so that validating a config never
-imports TensorFlow; ``keras_object`` looks the attribute up only when a model is really built.
+imports TensorFlow; model.py looks the attributes up only when a model is really built. Facts
+about losses and metrics that the rest of nntrain needs (the task a loss trains for, whether a
+metric is better when larger) are stated here, once.
 Config names are snake_case (``batch_normalization``); Keras's own class names (``BatchNormalization``)
 are accepted too, because both spellings are normalised the same way.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nntrain.errors import did_you_mean
+from nntrain.errors import ConfigError, did_you_mean
 
 LAYERS: dict[str, str] = {
     "dense": "Dense",
@@ -90,6 +92,21 @@ LOSSES: dict[str, str] = {
     "cosine_similarity": "CosineSimilarity",
 }
 
+# What each loss (by Keras class) trains the model to output: the task of its targets (see
+# nntrain/targets.py), and whether the outputs are scores with a margin at 0 (hinge losses) rather
+# than probabilities. Losses not listed are regression losses.
+LOSS_TASKS: dict[str, tuple[str, bool]] = {
+    "BinaryCrossentropy": ("binary", False),
+    "BinaryFocalCrossentropy": ("binary", False),
+    "Hinge": ("binary", True),
+    "SquaredHinge": ("binary", True),
+    "SparseCategoricalCrossentropy": ("multiclass", False),
+    "CategoricalCrossentropy": ("onehot", False),
+    "CategoricalFocalCrossentropy": ("onehot", False),
+    "CategoricalHinge": ("onehot", True),
+    "KLDivergence": ("onehot", False),
+}
+
 OPTIMIZERS: dict[str, str] = {
     "sgd": "SGD",
     "adam": "Adam",
@@ -135,8 +152,9 @@ def normalize(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "")
 
 
-class UnknownName(ValueError):
-    """A name that is not in a table; the message lists the choices and suggests the closest."""
+class UnknownName(ConfigError):
+    """A name that is not in a table; the message lists the choices and suggests the closest.
+    A config error: where the name came from (a key path, an option) is added by the caller."""
 
 
 def resolve(kind: str, name: str, table: Mapping[str, Any]) -> str:
@@ -153,9 +171,23 @@ def resolve(kind: str, name: str, table: Mapping[str, Any]) -> str:
                       f"unknown {kind} '{name}'; choose one of: {', '.join(table)}")
 
 
-def keras_object(module: str, attribute: str) -> Any:
-    """keras.<module>.<attribute>, imported on demand."""
-    from nntrain.tf import import_keras
+def loss_task(name: str) -> str:
+    """'binary', 'multiclass', 'onehot' or 'regression': what a loss's targets are."""
+    return LOSS_TASKS.get(LOSSES.get(name, ""), ("regression", False))[0]
 
-    keras = import_keras()
-    return getattr(getattr(keras, module), attribute)
+
+def loss_outputs_scores(name: str) -> bool:
+    """Whether a classifier trained with this loss outputs margin scores, not probabilities."""
+    return LOSS_TASKS.get(LOSSES.get(name, ""), ("regression", False))[1]
+
+
+# Words of the metrics that are better when larger (accuracies, auc, precision, recall, f1,
+# r2); losses and errors are better when smaller. Matched inside the logged name, so that what
+# Keras logs (val_binary_accuracy, auc_1) and a metric renamed with `name:` follow their metric.
+_BIGGER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "r2")
+
+
+def bigger_is_better(logged: str) -> bool:
+    """Whether larger values of a logged quantity ('val_accuracy', 'test.loss') are better."""
+    name = logged.rpartition(".")[2].removeprefix("val_")
+    return any(word in name for word in _BIGGER_IS_BETTER)

@@ -408,7 +408,7 @@ def test_stream_trains_from_the_file_like_loading_it(cli, write, tmp_path):
     assert metrics["test"]["accuracy"] > 0.8
     # The splits are what the pipelines deliver.
     from nntrain.config import load_config
-    from nntrain.training.train import prepare
+    from nntrain.training.prepare import prepare
 
     ds = prepare(load_config(cfg)).dataset
     for split in ("train", "validation", "test"):

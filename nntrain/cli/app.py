@@ -313,7 +313,7 @@ def validate(config: ConfigArg, set_: SetOpt = None, data: DataOpt = None) -> No
         prepared = prepare(loaded)
     err = _stderr()
     err.print(_summary_table(prepared.model))
-    err.print(f"{config}: OK ({prepared.task}, {len(prepared.dataset.x_train)} training rows)")
+    err.print(f"{config}: OK ({prepared.targets.task}, {len(prepared.dataset.x_train)} training rows)")
 
 
 def _summary_table(model: Any) -> Table:
@@ -406,10 +406,7 @@ def generate_data(
     if generator is None:
         raise UsageError("name a generator, e.g. `nntrain generate-data moons`; "
                          "`--list` shows them all")
-    try:
-        name = registry.resolve("generator", generator, GENERATORS)
-    except registry.UnknownName as exc:
-        raise UsageError(str(exc)) from None
+    name = registry.resolve("generator", generator, GENERATORS)
     gen = GENERATORS[name]
     if features is not None and features < gen.min_features:
         raise UsageError(f"generator '{name}' needs at least {gen.min_features} features")
@@ -546,7 +543,7 @@ def predict(
     per class, p_<label>. Regressors: the predicted value(s). Streams: rows are read, predicted
     and written chunk by chunk, so input of any length works in a pipe.
     """
-    from nntrain.use.evaluate import predict as predict_rows
+    from nntrain.use.predict import predict as predict_rows
 
     with _until_the_reader_leaves():
         for text in predict_rows(model, data, fmt=fmt):

@@ -25,10 +25,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.text import Text
+
+from nntrain.training.loop import learning_rate
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 
@@ -181,23 +182,16 @@ class TrainingDisplay:
             self.console.print(r, markup=False) if isinstance(r, str) else self.console.print(r)
 
 
-def learning_rate(model: Any) -> float | None:
-    """The optimizer's current learning rate (schedules included), if the model has one."""
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        return None
-    return float(np.asarray(optimizer.learning_rate))
-
-
 def run_details(prepared: Any) -> list[str]:
     """--verbose: where the config came from, the data and the training set-up."""
     loaded, ds, cfg = prepared.loaded, prepared.dataset, prepared.config.training
     sets = " ".join(f"--set {v}" for v in loaded.overrides.values())
     features = ", ".join(ds.feature_names[:8]) + (", ..." if len(ds.feature_names) > 8 else "")
     classes = ""
-    if prepared.n_classes:
-        names = ds.labels or [str(i) for i in range(prepared.n_classes)]
-        classes = f", {prepared.n_classes} classes ({', '.join(map(str, names[:10]))}" \
+    targets = prepared.targets
+    if targets.n_classes:
+        names = targets.labels or [str(i) for i in range(targets.n_classes)]
+        classes = f", {targets.n_classes} classes ({', '.join(map(str, names[:10]))}" \
                   f"{', ...' if len(names) > 10 else ''})"
     steps = max(1, math.ceil(len(ds.x_train) / cfg.batch_size))
     optimizer = ", ".join([cfg.optimizer.name,
@@ -205,7 +199,7 @@ def run_details(prepared: Any) -> list[str]:
     lines = [
         f"config: {Path(loaded.source.name).resolve()}" + (f" {sets}" if sets else ""),
         f"data: fingerprint {ds.fingerprint}",
-        f"data: features {features}; task {prepared.task}{classes}",
+        f"data: features {features}; task {targets.task}{classes}",
         f"training: loss {cfg.loss.name}, optimizer {optimizer}, {cfg.epochs} epochs of "
         f"{steps} batches of {cfg.batch_size} (steps_per_execution {cfg.steps_per_execution}), "
         f"seed {cfg.seed}",

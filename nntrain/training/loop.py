@@ -89,6 +89,14 @@ def _improved(monitor: str, value: float, best: float | None, min_delta: float) 
     return value < best - min_delta
 
 
+def learning_rate(model: Any) -> float | None:
+    """The optimizer's current learning rate (schedules included), if the model has one."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    return float(np.asarray(optimizer.learning_rate))
+
+
 def loss_first(logs: dict[str, float]) -> dict[str, float]:
     """loss, metrics, then val_loss, val_metrics: the order people read them in."""
     return dict(sorted(logs.items(), key=lambda kv: (kv[0].startswith("val_"),

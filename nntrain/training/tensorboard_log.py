@@ -1,8 +1,8 @@
 """TensorBoard logs of a run (``training.tensorboard: true``): `tensorboard --logdir runs`.
 
-Keras's TensorBoard callback is not used: the training loop calls ``fit`` once per epoch (so
-that runs resume exactly), and the callback opens new event files and writes the graph again on
-every call. Here one writer per split stays open for the whole run and gets the same scalars
+Keras's TensorBoard callback is not used: it writes the graph and per-batch data nntrain does
+not need, and it knows nothing of a resumed run's epochs. Here one writer per split stays open
+for the whole run (or the resumed part of it) and gets the same scalars
 under the same names as Keras's callback writes (``epoch_loss``, ``epoch_accuracy``, ... in
 ``train/`` and ``validation/``), so TensorBoard draws training and validation in one chart.
 """
@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nntrain.training.loop import EpochCallback
-from nntrain.cli.progress import learning_rate
+from nntrain.training.loop import EpochCallback, learning_rate
 
 TENSORBOARD = "tensorboard"  # the folder in the run directory
 

@@ -1,14 +1,7 @@
-"""Score a trained model (``nntrain eval``) and stream its predictions (``nntrain predict``).
-
-No printing: ``evaluate`` returns an Evaluation, ``predict`` returns an iterator of text chunks
-that the CLI writes to standard output as they come.
-"""
+"""Score a trained model (``nntrain eval``). No printing: ``evaluate`` returns an Evaluation."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,10 +12,8 @@ import numpy as np
 
 from nntrain.errors import UsageError, at_file
 from nntrain.model import build_loss, build_metrics
-from nntrain.use.load import (BATCH_ROWS, InputRows, Trained, decide, forward_pass,
-                             load_trained, read_labeled, run_rows, split_batches, true_classes)
-
-FORMATS = ("csv", "jsonl")
+from nntrain.use.load import (BATCH_ROWS, Trained, forward_pass, load_trained, read_labeled,
+                              run_rows, split_batches)
 
 
 @dataclass
@@ -69,8 +60,8 @@ def evaluate(model: str | Path, data: str | None = None, *, target: str | None =
                    for i in range(0, len(x), BATCH_ROWS))
     scores = _keras_metrics(trained, inputs)
     outputs, y = _outputs(trained, batches)
-    result = Evaluation(trained.name, what, len(y), trained.task, scores)
-    if trained.is_classifier:
+    result = Evaluation(trained.name, what, len(y), trained.targets.task, scores)
+    if trained.targets.is_classifier:
         _add_classification(result, trained, outputs, y)
     else:
         _add_regression(result, outputs, y)
@@ -101,9 +92,9 @@ def _keras_metrics(trained: Trained, inputs: dict[str, Any]) -> dict[str, float]
 
 def _add_classification(result: Evaluation, trained: Trained, outputs: np.ndarray,
                         y: np.ndarray) -> None:
-    classes = trained.classes
-    predicted, _ = decide(trained, outputs)
-    actual = true_classes(trained, y)
+    classes = trained.targets.classes
+    predicted, _ = trained.targets.decode(outputs)
+    actual = trained.targets.class_indices(y)
     n = len(classes)
     cm = np.zeros((n, n), dtype=np.int64)
     np.add.at(cm, (actual, predicted), 1)
@@ -135,91 +126,3 @@ def _add_regression(result: Evaluation, outputs: np.ndarray, y: np.ndarray) -> N
 def _finite(value: float | None) -> float | None:
     """JSON has no NaN or infinity; a diverged metric is reported as null."""
     return value if value is None or math.isfinite(value) else None
-
-
-# --- predict -----------------------------------------------------------------------------
-
-def predict(model: str | Path, data: str, *, fmt: str = "csv") -> Iterator[str]:
-    """Predictions for every row of a CSV file, as text chunks: a header (CSV), then one chunk
-    per BATCH_ROWS input rows. The model and the input header are checked before anything is
-    returned; a bad cell further down stops the stream with a DataError naming its line."""
-    if fmt not in FORMATS:
-        raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got '{fmt}'")
-    trained = load_trained(model)
-    reader = InputRows(data, trained)
-    forward = forward_pass(trained.model)
-    return _stream(trained, reader, forward, _RowFormat(trained, fmt))
-
-
-def _stream(trained: Trained, reader: InputRows, forward: Any,
-            rows: _RowFormat) -> Iterator[str]:
-    if rows.header:
-        yield rows.header
-    for chunk in reader:
-        for i in range(0, len(chunk), BATCH_ROWS):
-            outputs = forward(chunk[i:i + BATCH_ROWS])
-            if trained.is_classifier:
-                predicted, values = decide(trained, outputs)
-                yield rows.format([rows.labels[k] for k in predicted], values)
-            else:
-                yield rows.format(None, outputs)
-
-
-def output_columns(trained: Trained) -> list[str]:
-    """The target's name for the prediction, then p_<class> (or score_<class>) per class."""
-    target = trained.target
-    if trained.is_classifier:
-        prefix = "p_" if trained.probabilistic else "score_"
-        return [target, *(f"{prefix}{c}" for c in trained.classes)]
-    n = trained.n_outputs
-    return [target] if n == 1 else [f"{target}_{i}" for i in range(n)]
-
-
-class _RowFormat:
-    """Text for a chunk of predictions, built with one %-format per row: formatting is most of
-    the time predict spends per row, and this is ~2.5x faster than csv.writer or json.dumps."""
-
-    def __init__(self, trained: Trained, fmt: str):
-        self.fmt = fmt
-        self.columns = output_columns(trained)
-        classifier = trained.is_classifier
-        n_values = len(self.columns) - 1 if classifier else len(self.columns)
-        # %.9g keeps every digit of a float32: the text parses back to the same number.
-        if fmt == "csv":
-            self.header = _csv_line(self.columns)
-            cells = ["%s"] * classifier + ["%.9g"] * n_values
-            self.row = ",".join(cells)
-            self.labels = [_csv_line([c]).rstrip("\n") for c in trained.classes]
-        else:
-            self.header = ""
-            keys = [json.dumps(c).replace("%", "%%") for c in self.columns]
-            cells = [f"{k}: {'%s' if classifier and i == 0 else '%.9g'}"
-                     for i, k in enumerate(keys)]
-            self.row = "{" + ", ".join(cells) + "}"
-            # The user's labels: text labels as strings, numbers (class indices, or numeric
-            # labels mapped by labels.json) as numbers.
-            self.labels = [json.dumps(c) for c in trained.class_labels]
-
-    def format(self, labels: list[str] | None, values: np.ndarray) -> str:
-        if self.fmt == "jsonl" and not np.isfinite(values).all():
-            return self._json_slowly(labels, values)  # JSON has no NaN: write null
-        columns = values.T.tolist()
-        rows = zip(labels, *columns) if labels is not None else zip(*columns)
-        return "\n".join(map(self.row.__mod__, rows)) + "\n"
-
-    def _json_slowly(self, labels: list[str] | None, values: np.ndarray) -> str:
-        names = self.columns[1:] if labels is not None else self.columns
-        lines = []
-        for k, row in enumerate(values.tolist()):
-            rec: dict[str, Any] = {}
-            if labels is not None:
-                rec[self.columns[0]] = json.loads(labels[k])
-            rec.update((n, v if math.isfinite(v) else None) for n, v in zip(names, row))
-            lines.append(json.dumps(rec))
-        return "\n".join(lines) + "\n"
-
-
-def _csv_line(cells: list[str]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(cells)
-    return buf.getvalue()

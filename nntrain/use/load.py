@@ -1,5 +1,6 @@
-"""A trained model and what it takes to use it: safe loading, the run's config, labels,
-feature columns and missing-value policy, the run's own rows, and new rows from a file.
+"""A trained model and what it takes to use it: safe loading, the run's config, its targets'
+contract (labels.json), feature columns and missing-value policy, the run's own rows, and new
+rows from a file.
 
 Used by ``eval``, ``predict`` and ``export``. A model is named by a run directory (which holds
 ``model.keras`` and the resolved config) or by a bare ``.keras`` file. Models are always loaded
@@ -24,19 +25,16 @@ from nntrain import registry
 from nntrain.config import LoadedConfig, load_config
 from nntrain.config.schema import CsvData, NpzData, TrainingConfig
 from nntrain.data.csvfile import Columns, Missing, open_csv, read_chunks, read_csv
-from nntrain.data.dataset import Dataset, Labels, load_dataset
+from nntrain.data.dataset import Dataset, load_dataset
 from nntrain.data.preprocess import PREPROCESSING, Preprocessing
 from nntrain.errors import DataError, UsageError, at_file, did_you_mean
-from nntrain.runs.rundir import CONFIG, LABELS, MANIFEST, MODEL, read_json
+from nntrain.runs.rundir import CONFIG, MANIFEST, MODEL, read_json
+from nntrain.targets import Targets, fit_targets
 from nntrain.tf import import_keras
-from nntrain.training.train import check_task, task_of_loss
 
 # Rows per call of the forward pass: the per-call overhead vanishes, and the activations of a
 # batch stay small whatever the model.
 BATCH_ROWS = 4096
-
-# Losses whose model outputs are scores with a decision boundary at 0, not probabilities.
-SCORE_LOSSES = {"hinge", "squared_hinge", "categorical_hinge"}
 
 
 @dataclass
@@ -48,7 +46,7 @@ class Trained:
     run_dir: Path | None  # None for a bare .keras file
     loaded: LoadedConfig | None  # the run's resolved config
     training: TrainingConfig  # the loss and metrics to evaluate with
-    labels: Labels | None  # labels.json: text labels, or numbers mapped to class indices
+    targets: Targets  # task, classes and labels (labels.json), how outputs are read
     feature_names: list[str] | None  # input columns, in order; None: all but the target
     target: str
     # Missing-value handling learned in training (preprocessing.json); the normalization is
@@ -70,55 +68,6 @@ class Trained:
     @property
     def n_outputs(self) -> int:
         return int(np.prod(self.model.output_shape[1:]))
-
-    @property
-    def task(self) -> str:
-        """'binary', 'multiclass', 'onehot' or 'regression', from the loss (as training)."""
-        return task_of_loss(self.training.loss.name)
-
-    @property
-    def is_classifier(self) -> bool:
-        return self.task != "regression"
-
-    @property
-    def class_labels(self) -> list[str | int]:
-        """The user's label of each class index: text labels, mapped numbers (labels.json), or
-        the index itself. Output units beyond the labels, which training allows, get their
-        index, as text after text labels, and after mapped numbers the numbers above the
-        largest (so that no two classes share a name)."""
-        n = 2 if self.task == "binary" else self.n_outputs
-        labels: list[str | int] = list(self.labels or [])
-        if not labels:
-            return list(range(n))
-        if isinstance(labels[0], str):
-            return labels + [str(i) for i in range(len(labels), n)]
-        top = max(labels)
-        return labels + [int(top) + k for k in range(1, n - len(labels) + 1)]
-
-    @property
-    def classes(self) -> list[str]:
-        """Class names in index order, as text: class_labels."""
-        return [str(c) for c in self.class_labels]
-
-    @property
-    def numeric_labels(self) -> list[int] | None:
-        """The labels when labels.json maps numbers (such as -1 and 1) to class indices."""
-        if self.labels and not isinstance(self.labels[0], str):
-            return self.labels
-        return None
-
-    @property
-    def loss_name(self) -> str:
-        return self.training.loss.name
-
-    @property
-    def from_logits(self) -> bool:
-        return bool(self.training.loss.args.get("from_logits"))
-
-    @property
-    def probabilistic(self) -> bool:
-        """Whether the outputs are (or become, through sigmoid/softmax) class probabilities."""
-        return self.is_classifier and self.loss_name not in SCORE_LOSSES
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -147,7 +96,8 @@ def load_trained(path: str | Path, *, loss: str | None = None,
                       "which also tells a classifier from a regressor")
     recorded = metrics if metrics is not None else _recorded_metrics(compiled)
     # Without a run's config the target column is the one generate-data writes, unless named.
-    return Trained(model, path, None, None, _training_spec(loss_spec, recorded), None, None,
+    training = _training_spec(loss_spec, recorded)
+    return Trained(model, path, None, None, training, _targets(None, training, model), None,
                    target or "y")
 
 
@@ -170,7 +120,6 @@ def _open_run(run_dir: Path, loss: str | None, metrics: list[str] | None,
         training = _training_spec(loss or training.loss.model_dump(),
                                   metrics if metrics is not None
                                   else [m.name for m in training.metrics])
-    labels = _read_optional_json(run_dir / LABELS)
     manifest = _read_optional_json(run_dir / MANIFEST) or {}
     features = (manifest.get("data") or {}).get("features")
     data = loaded.config.data
@@ -179,8 +128,16 @@ def _open_run(run_dir: Path, loss: str | None, metrics: list[str] | None,
     default_target = data.target if isinstance(data, CsvData) else "y"
     recorded = _read_optional_json(run_dir / PREPROCESSING)
     preprocessing = Preprocessing.from_json(recorded) if recorded else Preprocessing()
-    return Trained(model, model_file, run_dir, loaded, training, labels, features,
-                   target or default_target, preprocessing)
+    return Trained(model, model_file, run_dir, loaded, training,
+                   _targets(run_dir, training, model), features, target or default_target,
+                   preprocessing)
+
+
+def _targets(run_dir: Path | None, training: TrainingConfig, model: Any) -> Targets:
+    """The run's targets' contract: the loss's task, the model's outputs and labels.json."""
+    loss = training.loss
+    return Targets.read(run_dir, loss.name, from_logits=bool(loss.args.get("from_logits")),
+                        n_outputs=int(np.prod(model.output_shape[1:])))
 
 
 def _read_optional_json(path: Path) -> Any:
@@ -303,11 +260,8 @@ def _resolves(name: str) -> bool:
 def _training_spec(loss: str | dict[str, Any], metrics: list[str]) -> TrainingConfig:
     """Loss and metrics by name (as --loss and --metrics give them) -> a TrainingConfig."""
     spec = dict(loss) if isinstance(loss, dict) else {"name": loss}
-    try:
-        spec["name"] = registry.resolve("loss", spec["name"], registry.LOSSES)
-        names = [registry.resolve("metric", m, registry.METRICS) for m in metrics]
-    except registry.UnknownName as exc:
-        raise UsageError(str(exc)) from None
+    spec["name"] = registry.resolve("loss", spec["name"], registry.LOSSES)
+    names = [registry.resolve("metric", m, registry.METRICS) for m in metrics]
     return TrainingConfig.model_validate({"loss": spec, "metrics": names})
 
 
@@ -323,10 +277,9 @@ def run_rows(trained: Trained, *, check_fingerprint: bool = True) -> Dataset:
     if getattr(config.data, "path", None) == "-":
         raise at_file(UsageError, trained.run_dir, "the run read its data from standard input, "
                       "so its rows cannot be read again; pass --data FILE")
-    task = trained.task
     ds = load_dataset(config.data, config.training.seed, loaded.base_dir,
-                      stratify_default=task != "regression")
-    ds, _ = check_task(config, ds, task)
+                      stratify_default=trained.targets.is_classifier)
+    fit_targets(config, ds)
     manifest = _read_optional_json(trained.run_dir / MANIFEST) or {}
     recorded = (manifest.get("data") or {}).get("fingerprint")
     if check_fingerprint and recorded and recorded != ds.fingerprint:
@@ -387,7 +340,8 @@ def read_labeled(trained: Trained, source: str) -> tuple[np.ndarray, np.ndarray,
         if not len(x):
             raise DataError.in_file(name, "every row has a missing value (the run drops them)")
     x = _shaped(trained, trained.preprocessing.fill_missing(x), name)
-    return x, encode_targets(trained, y, table.labels, name), name
+    column = f"column '{trained.target}': " if not name.endswith(".npz") else ""
+    return x, trained.targets.encode(y, table.labels, name=name, column=column), name
 
 
 def _shaped(trained: Trained, x: np.ndarray, name: str) -> np.ndarray:
@@ -395,79 +349,6 @@ def _shaped(trained: Trained, x: np.ndarray, name: str) -> np.ndarray:
         raise DataError.in_file(name, f"has {int(np.prod(x.shape[1:]))} input values per row, "
                                 f"but the model takes {trained.n_inputs}")
     return x.reshape((-1, *trained.input_shape)).astype(np.float32, copy=False)
-
-
-def encode_targets(trained: Trained, y: np.ndarray, file_labels: list[str] | None,
-                   name: str) -> np.ndarray:
-    """A file's targets -> the y the model's loss expects, through the run's label mapping."""
-    column = f"column '{trained.target}': " if not name.endswith(".npz") else ""
-    if not trained.is_classifier:
-        if file_labels is not None:
-            raise DataError.in_file(name, f"{column}the target holds text ('{file_labels[0]}'), "
-                                    "but the model is a regressor: it needs numbers")
-        return y.astype(np.float32)
-    classes = trained.classes
-    if file_labels is not None:
-        if trained.numeric_labels:
-            text = next((label for label in file_labels if not _is_number(label)),
-                        file_labels[0])
-            raise DataError.in_file(name, f"{column}the labels are text ('{text}'), "
-                                    "but the run was trained on numeric labels "
-                                    f"({_listing(classes)})")
-        # The file's text labels, by name, onto the class indices the run trained with.
-        index = {label: i for i, label in enumerate(trained.labels or [])}
-        unknown = [label for label in file_labels if label not in index]
-        if unknown:
-            rows = int(np.isin(y, [file_labels.index(u) for u in unknown]).sum())
-            hint = (None if trained.labels else "a bare .keras file has no label names: use "
-                    "the run directory, whose labels.json maps them")
-            raise DataError.in_file(name, f"{column}unknown label '{unknown[0]}' "
-                                    f"({rows} row{'s' if rows != 1 else ''}); the model knows "
-                                    f"{_listing(classes)}", hint=hint)
-        y = np.asarray([index[label] for label in file_labels], dtype=np.int64)[
-            y.astype(np.int64)]
-    elif trained.numeric_labels:
-        y = _index_numbers(trained.numeric_labels, y, name, column)
-    elif trained.labels:
-        raise DataError.in_file(name, f"{column}the labels are numbers, but the run was "
-                                f"trained on text labels ({_listing(classes)})")
-    else:
-        bad = (y != np.round(y)) | (y < 0) | (y >= len(classes))
-        if bad.any():
-            raise DataError.in_file(name, f"{column}{y[bad][0]:g} is not a class of the model "
-                                    f"(expected {_listing(classes)})")
-        y = y.astype(np.int64)
-    if trained.task == "onehot":
-        return np.eye(len(classes), dtype=np.float32)[y]
-    return y.astype(np.float32) if trained.task == "binary" else y
-
-
-def _index_numbers(labels: list[int], y: np.ndarray, name: str, column: str) -> np.ndarray:
-    """Numeric targets -> the class indices of the run's numeric labels (labels.json)."""
-    known = np.asarray(labels, dtype=np.float64)
-    at = np.minimum(np.searchsorted(known, y), len(known) - 1)
-    bad = known[at] != y
-    if bad.any():
-        value = float(y[bad][0])
-        rows = int((y == value).sum())
-        shown = str(int(value)) if value.is_integer() else f"{value:g}"
-        raise DataError.in_file(name, f"{column}unknown label {shown} ({rows} "
-                                f"row{'s' if rows != 1 else ''}); the model knows "
-                                f"{_listing([str(label) for label in labels])}")
-    return at.astype(np.int64)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _listing(classes: list[str], limit: int = 10) -> str:
-    shown = ", ".join(classes[:limit])
-    return f"{shown}, ... ({len(classes)} classes)" if len(classes) > limit else shown
 
 
 class InputRows:
@@ -564,26 +445,3 @@ def predict_all(trained: Trained, x: np.ndarray,
     if not len(x):
         return np.zeros((0, trained.n_outputs), dtype=np.float32)
     return np.concatenate([forward(x[i:i + BATCH_ROWS]) for i in range(0, len(x), BATCH_ROWS)])
-
-
-def decide(trained: Trained, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Raw classifier outputs -> (predicted class index, per-class probability or score)."""
-    if trained.task == "binary":
-        score = outputs[:, 0].astype(np.float64)
-        if trained.loss_name in SCORE_LOSSES:
-            # Hinge losses train a margin around 0; there is no probability to report.
-            return (score > 0).astype(np.int64), np.stack([-score, score], axis=1)
-        p = 1 / (1 + np.exp(-score)) if trained.from_logits else score
-        return (p > 0.5).astype(np.int64), np.stack([1 - p, p], axis=1)
-    scores = outputs.astype(np.float64)
-    if trained.from_logits:
-        e = np.exp(scores - scores.max(axis=1, keepdims=True))
-        scores = e / e.sum(axis=1, keepdims=True)
-    return scores.argmax(axis=1), scores
-
-
-def true_classes(trained: Trained, y: np.ndarray) -> np.ndarray:
-    """Encoded targets (0/1 floats, indices or one-hot rows) -> class indices."""
-    if trained.task == "onehot":
-        return np.asarray(y).argmax(axis=1)
-    return np.asarray(y).astype(np.int64).reshape(-1)

@@ -1,0 +1,123 @@
+"""Prepare a run: load the data, fit the targets' contract to it, build the model, and check
+what fit() will compile with, so that `validate` and `train` report every config error before
+a run directory exists. Nothing is written here."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from nntrain import registry
+from nntrain.config import LoadedConfig
+from nntrain.config.schema import RunConfig
+from nntrain.data.dataset import Dataset, load_dataset
+from nntrain.errors import ConfigError, did_you_mean
+from nntrain.model import build_loss, build_metrics, build_model, build_optimizer, input_shape_of
+from nntrain.targets import Targets, fit_targets
+from nntrain.tf import import_keras
+from nntrain.training import distribute
+from nntrain.training.loop import steps_per_epoch
+
+
+@dataclass
+class Prepared:
+    """Everything checked and built; nothing written yet."""
+
+    loaded: LoadedConfig
+    dataset: Dataset
+    model: Any
+    targets: Targets  # what the targets mean; written into the run (labels.json)
+    notes: list[str] = field(default_factory=list)
+    monitors: dict[str, str] = field(default_factory=dict)  # see monitors()
+    strategy: Any = None  # the tf.distribute strategy; None on one device
+    chief: bool = True  # False on the other workers of a multi-worker run: they write nothing
+
+    @property
+    def config(self) -> RunConfig:
+        return self.loaded.config
+
+    def scope(self) -> contextlib.AbstractContextManager[Any]:
+        """Where variables are created: the strategy's scope, to be mirrored."""
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+
+def prepare(loaded: LoadedConfig) -> Prepared:
+    """Load the data, check it against the model and loss, and build the model."""
+    keras = import_keras()
+    config = loaded.config
+    # First: distribution.cpu_devices must come before TensorFlow runs anything.
+    strategy, cluster = distribute.make_strategy(config.distribution)
+    seed = config.training.seed
+    keras.utils.set_random_seed(seed)
+    ds = load_dataset(config.data, seed, loaded.base_dir,
+                      stratify_default=registry.loss_task(config.training.loss.name)
+                      != "regression")
+    targets = fit_targets(config, ds)
+    shape = input_shape_of(config.model)
+    data_shape = list(ds.x_train.shape[1:])
+    if shape is not None and shape != data_shape:
+        raise ConfigError.at(("model", "input_shape"), f"the data has input shape {data_shape} "
+                             f"({ds.n_features} features) but the model expects {shape}")
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_model(config.model, tuple(shape or data_shape),
+                            normalization=ds.preprocessing.normalization)
+    distribute.prepare_model(model, strategy)
+    prepared = Prepared(loaded, ds, model, targets, notes=list(ds.notes),
+                        strategy=strategy, chief=cluster is None or cluster.chief)
+    # Dry-build what fit() compiles with, so that a misspelled argument of the loss, optimizer
+    # or a metric is reported by `validate`, and by `train` before it creates a run directory.
+    problems = []
+    for build in (lambda: build_loss(config.training), lambda: build_metrics(config.training),
+                  lambda: build_optimizer(config.training, steps_per_epoch(
+                      len(ds.x_train), config.training.batch_size))):
+        try:
+            build()
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems[0].message, problems=problems)
+    prepared.monitors = monitors(prepared)
+    return prepared
+
+
+def metric_names(config: RunConfig) -> list[str]:
+    """The names Keras logs: loss and each metric, with val_ versions when validating."""
+    return ["loss", *(m.args.get("name", m.name) for m in config.training.metrics)]
+
+
+def monitors(prepared: Prepared) -> dict[str, str]:
+    """What early stopping and reduce-on-plateau watch; 'val_x' falls back to 'x' when there are
+    no validation rows, which the run's notes say."""
+    cfg = prepared.config.training
+    has_val = len(prepared.dataset.x_val) > 0
+    names = metric_names(prepared.config)
+    logged = names + [f"val_{n}" for n in names] if has_val else names
+    out: dict[str, str] = {}
+    for key, section in (("early_stopping", cfg.early_stopping),
+                         ("lr_schedule", cfg.lr_schedule)):
+        monitor = getattr(section, "monitor", None)
+        if monitor is None:
+            continue
+        if monitor.startswith("val_") and not has_val and monitor[4:] in names:
+            prepared.notes.append(f"no validation rows: {key} monitors '{monitor[4:]}' instead "
+                                  f"of '{monitor}'")
+            monitor = monitor[4:]
+        if monitor not in logged:
+            raise ConfigError.at(("training", key, "monitor"), f"'{monitor}' is not logged"
+                                 f"{did_you_mean(monitor, logged)}; choose one of: "
+                                 f"{', '.join(logged)}")
+        out[key] = monitor
+    return out
+
+
+def compile_model(prepared: Prepared) -> None:
+    cfg = prepared.config.training
+    with prepared.scope():
+        prepared.model.compile(
+            optimizer=build_optimizer(cfg, steps_per_epoch(len(prepared.dataset.x_train),
+                                                           cfg.batch_size)),
+            loss=build_loss(cfg), metrics=build_metrics(cfg),
+            # Keras 3.15 fails to run several steps per call under a tf.distribute strategy
+            # ("You must feed a value for placeholder tensor"); the results are the same.
+            steps_per_execution=cfg.steps_per_execution if prepared.strategy is None else 1)
