@@ -1,11 +1,12 @@
 """Name -> Keras object tables, and one resolve() for all of them.
 
 The tables hold *names* of Keras attributes, not the objects, so that validating a config never
-imports TensorFlow; model.py looks the attributes up only when a model is really built. Facts
-about losses and metrics that the rest of nntrain needs (the task a loss trains for, whether a
-metric is better when larger) are stated here, once.
-Config names are snake_case (``batch_normalization``); Keras's own class names (``BatchNormalization``)
-are accepted too, because both spellings are normalised the same way.
+imports TensorFlow; model.py looks them up only when a model is really built. Config names are
+snake_case (``batch_normalization``); Keras's own class names (``BatchNormalization``) are
+accepted too, because both spellings are normalised the same way.
+
+Facts about losses and metrics that the rest of nntrain needs (the task a loss trains for,
+whether a metric is better when larger) are stated here, once.
 """
 
 from __future__ import annotations

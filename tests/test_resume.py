@@ -34,10 +34,12 @@ training:
 """
 
 
-def nntrain(cwd: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "nntrain", *args], cwd=cwd,
+def nntrain(cwd: Path, *args: str, fault: str | None = None) -> subprocess.Popen:
+    """`nntrain ARGS` in a process of its own; with ``fault``, through tests/faults.py."""
+    command = ["-m", "nntrain"] if fault is None else [str(ROOT / "tests" / "faults.py"), fault]
+    return subprocess.Popen([sys.executable, *command, *args], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -105,7 +107,7 @@ def test_signal_saves_a_checkpoint_and_resume_is_bit_exact(work, signum, code):
 def test_sigkill_at_any_moment_resumes_to_the_same_weights(work, fault):
     name = "kill-" + fault.replace(":", "-")
     rc, _, err = finish(nntrain(work, "train", "run.yaml", "--set", f"output.name={name}",
-                                env={"NNTRAIN_FAULT": fault}))
+                                fault=fault))
     assert rc == -signal.SIGKILL
     staging = work / "runs" / f".{name}.partial"
     assert staging.is_dir() and not (work / "runs" / name).exists()
@@ -145,7 +147,7 @@ def test_resume_refuses_other_changes_and_extends_epochs(work):
 
 def test_full_disk_during_a_checkpoint_keeps_the_previous_one(work):
     rc, _, err = finish(nntrain(work, "train", "run.yaml", "--set", "output.name=full",
-                                env={"NNTRAIN_FAULT": "enospc:checkpoint.npz:3"}))
+                                fault="enospc:checkpoint.npz:3"))
     assert rc == 1
     assert "No space left on device" in err and "Traceback" not in err
     run = work / "runs" / "full"

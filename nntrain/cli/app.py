@@ -313,7 +313,8 @@ def validate(config: ConfigArg, set_: SetOpt = None, data: DataOpt = None) -> No
         prepared = prepare(loaded)
     err = _stderr()
     err.print(_summary_table(prepared.model))
-    err.print(f"{config}: OK ({prepared.targets.task}, {len(prepared.dataset.x_train)} training rows)")
+    err.print(f"{config}: OK ({prepared.targets.task}, {len(prepared.dataset.x_train)} "
+              "training rows)")
 
 
 def _summary_table(model: Any) -> Table:

@@ -1,6 +1,6 @@
 """What a person sees while `nntrain train` runs; part of the CLI layer.
 
-The CLI creates one ``TrainingDisplay`` and hands its methods to nntrain.training.train as callbacks.
+The CLI creates one ``TrainingDisplay`` and hands its methods to training.train as callbacks.
 
 - On an interactive terminal: the model summary, then a live display at the bottom of the
   screen (the epoch out of the total, a bar over the batches with an ETA, the running loss and

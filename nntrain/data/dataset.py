@@ -15,9 +15,10 @@ from nntrain.data import synthetic
 from nntrain.data.arrays import read_npy, read_npz
 from nntrain.data.csvfile import Missing, Table, read_csv
 from nntrain.data.preprocess import Preprocessing, fill_values, fit_normalization, policy_name
-from nntrain.errors import ConfigError, DataError
+from nntrain.data.sources import DataConfig, check_separate_files, data_files, local_path
+from nntrain.data import stream
+from nntrain.errors import DataError
 
-DataConfig = Union[GeneratedData, CsvData, NpzData, NpyData]
 SPLITS = ("train", "validation", "test")
 # Class names in index order: text labels, or the integers a numeric target used
 # (see Dataset.index_labels).
@@ -45,7 +46,7 @@ class Dataset:
     extra: dict = field(default_factory=dict)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     notes: list[str] = field(default_factory=list)
-    # (task, classes) as check_task encoded the targets; streamed rows are encoded as read.
+    # (task, classes) as fit_targets encoded the targets; streamed rows are encoded as read.
     target_encoding: tuple[str, int | None] | None = None
 
     @property
@@ -62,7 +63,7 @@ class Dataset:
         return getattr(self, f"x_{suffix}"), getattr(self, f"y_{suffix}")
 
     def all_targets(self) -> np.ndarray:
-        """Every target value; for streamed rows, the few that decide check_task's checks
+        """Every target value; for streamed rows, the few that decide fit_targets's checks
         (the smallest, the largest and the first non-integer one)."""
         if self.streamed:
             return self.y_train.summary
@@ -81,8 +82,6 @@ class Dataset:
         1, 5 and 9 for 3 units) are mapped to 0..k-1 in sorted order, and the labels keep the
         user's numbers so that labels.json, eval and predict speak them. Streamed rows are
         mapped as read."""
-        from nntrain.data.stream import MAX_LABELS
-
         y = self.all_targets()
         if self.labels is not None or not y.size:
             return
@@ -93,8 +92,8 @@ class Dataset:
         if values is None:
             raise DataError(f"the class labels run from {low:g} to {high:g}, not 0 to "
                             f"{n_out - 1 if n_out else 'k-1'}, and have more than "
-                            f"{MAX_LABELS:,} distinct values to map to class indices; use "
-                            "labels 0, 1, ... (one per class), or set data.stream: false")
+                            f"{stream.MAX_LABELS:,} distinct values to map to class indices; "
+                            "use labels 0, 1, ... (one per class), or set data.stream: false")
         self.labels = [int(v) for v in values]
         shown = ", ".join(map(str, self.labels[:10])) + (", ..." if len(values) > 10 else "")
         self.notes.append(f"class labels {shown} are mapped to class indices 0 to "
@@ -138,11 +137,9 @@ class Dataset:
         x, y = self.split(split)
         if not self.streamed:
             return {"x": x, "y": y, "batch_size": batch_size}
-        from nntrain.data.stream import pipeline
-
-        data = pipeline(x, batch_size, shuffle=shuffle, seed=seed,
-                        encoding=self.target_encoding, fill=self.preprocessing.fill,
-                        labels=self.numeric_labels)
+        data = stream.pipeline(x, batch_size, shuffle=shuffle, seed=seed,
+                               encoding=self.target_encoding, fill=self.preprocessing.fill,
+                               labels=self.numeric_labels)
         return {"x": data.skip(skip) if skip else data}
 
 
@@ -163,16 +160,14 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Path,
 
     The same config, seed and files give the same rows, so eval and predict recreate a run's
     splits with ``load_dataset(config.data, config.training.seed, base_dir,
-    stratify_default=task != "regression")`` followed by ``train.check_task`` (which encodes the
-    targets), x_test included and missing values already handled. The normalization is the
+    stratify_default=task != "regression")`` followed by ``targets.fit_targets`` (which encodes
+    the targets), x_test included and missing values already handled. The normalization is the
     model's first layer: never apply it again. For new rows, apply
     ``Preprocessing.from_json(run_dir / "preprocessing.json").fill_missing(x)`` when the run has
     that file. With ``data.stream`` the splits stay in the file: use ``ds.inputs("test", n)``.
     """
     if isinstance(cfg, CsvData) and cfg.stream:
-        from nntrain.data.stream import load_streamed
-
-        return load_streamed(cfg, seed, base_dir)
+        return _streamed(cfg, seed, base_dir)
     check_separate_files(cfg)
     policy = policy_name(getattr(cfg, "missing", "error"))
     tables, names = _read_tables(cfg, seed, base_dir, _parser_missing(policy))
@@ -208,6 +203,17 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Path,
     if dropped:
         ds.notes.append(f"dropped {dropped} row{'s' if dropped != 1 else ''} with missing "
                         "values (data.missing: drop)")
+    return ds
+
+
+def _streamed(cfg: CsvData, seed: int, base_dir: Path) -> Dataset:
+    """A Dataset whose splits stay in the file (data.stream): see stream.py."""
+    splits, names, digest, source, preprocessing = stream.load_streamed(cfg, seed, base_dir)
+    ds = Dataset(*splits, names, None, digest, source, preprocessing=preprocessing)
+    if preprocessing.dropped:
+        ds.notes.append(f"dropped {preprocessing.dropped} row"
+                        f"{'s' if preprocessing.dropped != 1 else ''} with missing values "
+                        "(data.missing: drop)")
     return ds
 
 
@@ -248,66 +254,6 @@ def _read_tables(cfg: DataConfig, seed: int, base_dir: Path,
                                 f" but {names['main']} has {list(tables['main'].x.shape[1:])}; "
                                 "every file needs the same features")
     return tables, names
-
-
-def data_files(cfg: DataConfig) -> dict[str, Any]:
-    """The files a file source reads, by part: 'main', and 'validation'/'test' when separate.
-    Paths as written in the config (npy: an (x_path, y_path) pair)."""
-    if isinstance(cfg, NpyData):
-        files: dict[str, Any] = {"main": (cfg.x_path, cfg.y_path)}
-        for part in ("validation", "test"):
-            pair = getattr(cfg, part)
-            if pair is not None:
-                files[part] = (pair.x_path, pair.y_path)
-        return files
-    if isinstance(cfg, (CsvData, NpzData)):
-        files = {"main": cfg.path}
-        for part in ("validation", "test"):
-            path = getattr(cfg, f"{part}_path")
-            if path is not None:
-                files[part] = path
-        return files
-    return {}
-
-
-def resolve_paths(cfg: DataConfig, base_dir: Path) -> DataConfig:
-    """The config with every data path absolute (relative ones are taken from base_dir)."""
-
-    def absolute(path: str) -> str:
-        return path if path == "-" else str((base_dir / Path(path).expanduser()).resolve())
-
-    update: dict[str, Any] = {}
-    for key in ("path", "validation_path", "test_path", "x_path", "y_path"):
-        value = getattr(cfg, key, None)
-        if isinstance(value, str):
-            update[key] = absolute(value)
-    for part in ("validation", "test"):
-        pair = getattr(cfg, part, None) if isinstance(cfg, NpyData) else None
-        if pair is not None:
-            update[part] = pair.model_copy(update={"x_path": absolute(pair.x_path),
-                                                   "y_path": absolute(pair.y_path)})
-    return cfg.model_copy(update=update) if update else cfg
-
-
-def check_separate_files(cfg: DataConfig) -> None:
-    """A split read from its own file takes no fraction of the main file."""
-    files = data_files(cfg)
-    for part, key in (("validation", "validation"), ("test", "test")):
-        if part in files and getattr(cfg.split, key) > 0:
-            where = "data.validation_path" if part == "validation" else "data.test_path"
-            if isinstance(cfg, NpyData):
-                where = f"data.{part}"
-            raise ConfigError.at(("data", "split", key), f"the {part} rows come from {where}, "
-                                 f"so split.{key} must be 0 (it would take {part} rows from the "
-                                 "main file too); remove it")
-
-
-def local_path(path: str, base_dir: Path) -> str:
-    """A path from the config, relative to base_dir unless absolute; '-' stays '-'."""
-    if path == "-":
-        return path
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() else base_dir / p)
 
 
 def _describe(names: dict[str, str]) -> str:

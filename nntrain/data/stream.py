@@ -37,6 +37,7 @@ import numpy as np
 from nntrain.config.schema import CsvData, Split
 from nntrain.data.csvfile import Columns, Missing, open_csv, read_chunks, read_header
 from nntrain.data.preprocess import Preprocessing, normalization, policy_name
+from nntrain.data.sources import check_separate_files, data_files, local_path
 from nntrain.errors import ConfigError, DataError
 
 TRAIN, VALIDATION, TEST = 0, 1, 2
@@ -222,10 +223,11 @@ def _sha256(paths: list[str]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def load_streamed(cfg: CsvData, seed: int, base_dir: Path) -> Any:
-    """A Dataset whose splits are StreamedRows, after the pre-pass over every file."""
-    from nntrain.data.dataset import Dataset, check_separate_files, data_files, local_path
-
+def load_streamed(cfg: CsvData, seed: int, base_dir: Path
+                  ) -> tuple[list[StreamedRows], list[str], str, str, Preprocessing]:
+    """The pre-pass over every file: (x and y StreamedRows of train, validation and test, the
+    feature names, the fingerprint, a description, the preprocessing learned). dataset.py
+    makes the Dataset of them."""
     if cfg.path == "-":
         raise ConfigError.at(("data", "stream"), "streaming reads the file again every epoch, "
                              "and standard input can be read only once; save the data to a file "
@@ -287,14 +289,9 @@ def load_streamed(cfg: CsvData, seed: int, base_dir: Path) -> Any:
     dropped = sum(s.dropped for s in every)
     described = name + "".join(f", {p}: {files[p][1]}" for p in ("validation", "test")
                                if p in files)
-    ds = Dataset(*rows_of("train"), *rows_of("validation"), *rows_of("test"),
-                 columns.feature_names, None, _sha256([p for p, _ in files.values()]),
-                 f"{described} (streamed)",
-                 preprocessing=Preprocessing(policy, fill_values, norm, dropped))
-    if dropped:
-        ds.notes.append(f"dropped {dropped} row{'s' if dropped != 1 else ''} with missing "
-                        "values (data.missing: drop)")
-    return ds
+    splits = [*rows_of("train"), *rows_of("validation"), *rows_of("test")]
+    return (splits, columns.feature_names, _sha256([p for p, _ in files.values()]),
+            f"{described} (streamed)", Preprocessing(policy, fill_values, norm, dropped))
 
 
 # --- the tf.data pipeline ----------------------------------------------------------------
@@ -303,7 +300,7 @@ def pipeline(rows: StreamedRows, batch_size: int, *, shuffle: bool, seed: int,
              encoding: tuple[str, int | None] | None, fill: np.ndarray | None,
              labels: list[int] | None = None) -> Any:
     """Batches of (x, y) read from the file: the split's rows, decoded by TensorFlow's CSV
-    parser, missing values dropped or filled, targets encoded as check_task decided (numeric
+    parser, missing values dropped or filled, targets encoded as fit_targets decided (numeric
     ``labels``, when given, mapped to their index: every target is one of them).
 
     Lines are picked for the split BLOCK_LINES at a time: a tf.data function call per line

@@ -6,12 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nntrain import registry
 from nntrain.errors import UsageError, at_file, did_you_mean
 from nntrain.runs.rundir import CONFIG, MANIFEST, METRICS, MODEL, read_json
 
-# Metrics where smaller is better; every other metric (accuracy, auc, r2_score, ...) sorts
-# largest first, so the best run is always on top.
-_SMALLER_IS_BETTER = ("loss", "error", "mae", "mse", "rmse", "mape", "msle")
 RUN_FIELDS = ("name", "started", "status", "epochs")
 PARTIAL = ".partial"
 
@@ -124,7 +122,7 @@ def sort_runs(runs: list[RunSummary], key: str, *, reverse: bool = False) -> lis
         raise UsageError(f"--sort: no run has a metric '{key}'{did_you_mean(key, choices)}; "
                          f"choose one of: {', '.join(choices)}")
     name = key.rpartition(".")[2]
-    smaller_first = any(word in name for word in _SMALLER_IS_BETTER)
+    smaller_first = not registry.bigger_is_better(name)  # the best run on top
     have = [r for r in runs if r.metric(key) is not None]
     missing = [r for r in runs if r.metric(key) is None]
     have.sort(key=lambda r: r.metric(key), reverse=not smaller_first)

@@ -9,10 +9,8 @@ then renamed over its destination: a reader sees the old file or the new one, ne
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
-import signal
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -42,7 +40,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
-            _inject_fault(path, fh)
+            before_sync(path, fh)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -50,27 +48,10 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
-_writes: dict[str, int] = {}
-
-
-def _inject_fault(path: Path, fh: BinaryIO) -> None:
-    """Test seam for the fault-injection tests: NNTRAIN_FAULT=kill:NAME:N sends SIGKILL to this
-    process in the middle of the N-th write of file NAME (the temporary file is half-written);
-    NNTRAIN_FAULT=enospc:NAME:N fails that write as a full disk would."""
-    spec = os.environ.get("NNTRAIN_FAULT")
-    if not spec:
-        return
-    action, name, nth = spec.split(":")
-    if path.name != name:
-        return
-    _writes[name] = _writes.get(name, 0) + 1
-    if _writes[name] != int(nth):
-        return
-    if action == "kill":
-        fh.truncate(max(1, fh.tell() // 2))
-        fh.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
-    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+def before_sync(path: Path, fh: BinaryIO) -> None:
+    """Called with each file's destination and its open temporary file once the bytes are
+    written, before fsync: a seam for the fault-injection tests (tests/faults.py), which replace
+    it to kill the process or fail the write half-way. Does nothing."""
 
 
 def _umask() -> int:
@@ -205,7 +186,7 @@ class RunDir:
             model.save(tmp)
             with open(tmp, "r+b") as fh:
                 fh.seek(0, os.SEEK_END)
-                _inject_fault(final, fh)
+                before_sync(final, fh)
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
         finally:

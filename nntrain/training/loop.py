@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from nntrain import registry
 from nntrain.training.checkpoint import Checkpoint, LoopState
 from nntrain.config.schema import TrainingConfig
 from nntrain.data.dataset import Dataset
@@ -28,10 +29,6 @@ EpochCallback = Callable[[int, int, dict[str, float], float], None]
 BatchCallback = Callable[[int, int, dict[str, float]], None]
 # save(state, best weights, metric accumulators of a half-done epoch)
 SaveCallback = Callable[[LoopState, "list[np.ndarray] | None", "list[np.ndarray] | None"], None]
-
-# Monitored quantities that are better when larger; everything else (losses, errors) is
-# better when smaller.
-_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "r2")
 
 
 class StopRequest:
@@ -76,15 +73,10 @@ def epoch_inputs(ds: Dataset, cfg: TrainingConfig, epoch: int, step: int) -> dic
     return {"x": ds.x_train[order], "y": ds.y_train[order], "batch_size": cfg.batch_size}
 
 
-def higher_is_better(monitor: str) -> bool:
-    name = monitor.removeprefix("val_")
-    return any(word in name for word in _HIGHER_IS_BETTER)
-
-
 def _improved(monitor: str, value: float, best: float | None, min_delta: float) -> bool:
     if best is None:
         return True
-    if higher_is_better(monitor):
+    if registry.bigger_is_better(monitor):
         return value > best + min_delta
     return value < best - min_delta
 

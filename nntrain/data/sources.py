@@ -1,0 +1,71 @@
+"""Where a data config's rows come from: the files it names, by split, and their paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Union
+
+from nntrain.config.schema import CsvData, GeneratedData, NpyData, NpzData
+from nntrain.errors import ConfigError
+
+DataConfig = Union[GeneratedData, CsvData, NpzData, NpyData]
+
+
+def data_files(cfg: DataConfig) -> dict[str, Any]:
+    """The files a file source reads, by part: 'main', and 'validation'/'test' when separate.
+    Paths as written in the config (npy: an (x_path, y_path) pair)."""
+    if isinstance(cfg, NpyData):
+        files: dict[str, Any] = {"main": (cfg.x_path, cfg.y_path)}
+        for part in ("validation", "test"):
+            pair = getattr(cfg, part)
+            if pair is not None:
+                files[part] = (pair.x_path, pair.y_path)
+        return files
+    if isinstance(cfg, (CsvData, NpzData)):
+        files = {"main": cfg.path}
+        for part in ("validation", "test"):
+            path = getattr(cfg, f"{part}_path")
+            if path is not None:
+                files[part] = path
+        return files
+    return {}
+
+
+def resolve_paths(cfg: DataConfig, base_dir: Path) -> DataConfig:
+    """The config with every data path absolute (relative ones are taken from base_dir)."""
+
+    def absolute(path: str) -> str:
+        return path if path == "-" else str((base_dir / Path(path).expanduser()).resolve())
+
+    update: dict[str, Any] = {}
+    for key in ("path", "validation_path", "test_path", "x_path", "y_path"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, str):
+            update[key] = absolute(value)
+    for part in ("validation", "test"):
+        pair = getattr(cfg, part, None) if isinstance(cfg, NpyData) else None
+        if pair is not None:
+            update[part] = pair.model_copy(update={"x_path": absolute(pair.x_path),
+                                                   "y_path": absolute(pair.y_path)})
+    return cfg.model_copy(update=update) if update else cfg
+
+
+def check_separate_files(cfg: DataConfig) -> None:
+    """A split read from its own file takes no fraction of the main file."""
+    files = data_files(cfg)
+    for part, key in (("validation", "validation"), ("test", "test")):
+        if part in files and getattr(cfg.split, key) > 0:
+            where = "data.validation_path" if part == "validation" else "data.test_path"
+            if isinstance(cfg, NpyData):
+                where = f"data.{part}"
+            raise ConfigError.at(("data", "split", key), f"the {part} rows come from {where}, "
+                                 f"so split.{key} must be 0 (it would take {part} rows from the "
+                                 "main file too); remove it")
+
+
+def local_path(path: str, base_dir: Path) -> str:
+    """A path from the config, relative to base_dir unless absolute; '-' stays '-'."""
+    if path == "-":
+        return path
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else base_dir / p)
