@@ -13,11 +13,10 @@ from dataclasses import dataclass
 KeyPath = tuple[str | int, ...]
 
 # Exit codes, the same for every command (README, "Exit codes").
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
-EXIT_INTERRUPTED = 130
+# Interrupted: 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM).
 
 
 def format_path(path: Sequence[str | int]) -> str:
@@ -103,6 +102,10 @@ class TrainingDiverged(NntrainError):
     """The loss became NaN or infinite."""
 
     exit_code = EXIT_DIVERGED
+
+
+class ExportMismatch(NntrainError):
+    """The exported model computes something else than the Keras model."""
 
 
 class Interrupted(NntrainError):

@@ -210,3 +210,16 @@ def test_a_worker_with_a_different_config_is_refused(work):
     assert c1 == 2 and out1 == ""
     assert "this worker's config differs from the chief's: training.epochs: 3 -> 5" in err1
     assert c0 == 1 and "worker 1" in err0
+
+
+def test_the_keras_patch_refuses_a_keras_it_does_not_fit(monkeypatch):
+    from keras.src.backend.tensorflow import trainer
+
+    from nntrain.errors import NntrainError
+    from nntrain.training import distribute
+
+    monkeypatch.setattr(distribute, "_patched", False)
+    monkeypatch.setattr(trainer, "reduce_per_replica", lambda values, axis: values)
+    with pytest.raises(NntrainError, match=r"multi-worker training works around a Keras bug "
+                       r"by replacing .*reduce_per_replica.*tested with 3\.15"):
+        distribute._patch_keras_multi_worker()

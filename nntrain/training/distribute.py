@@ -169,6 +169,8 @@ def prepare_model(model: Any, strategy: Any) -> None:
 
 
 _patched = False
+# The Keras version the multi-worker patch below is tested with (constraints.txt pins it).
+TESTED_KERAS = "3.15"
 
 
 def _patch_keras_multi_worker() -> None:
@@ -179,9 +181,22 @@ def _patch_keras_multi_worker() -> None:
     global _patched
     if _patched:
         return
-    from keras.src.backend.tensorflow import trainer
+    import inspect
 
-    original = trainer.reduce_per_replica
+    import keras
+
+    try:
+        from keras.src.backend.tensorflow import trainer
+    except ImportError:
+        trainer = None
+    original = getattr(trainer, "reduce_per_replica", None)
+    if original is None or not keras.__version__.startswith("3.") or \
+            list(inspect.signature(original).parameters)[:3] != ["values", "strategy",
+                                                                 "reduction"]:
+        raise NntrainError(f"multi-worker training works around a Keras bug by replacing "
+                           "keras.src.backend.tensorflow.trainer.reduce_per_replica, which "
+                           f"Keras {keras.__version__} does not have as expected; use Keras 3 "
+                           f"(tested with {TESTED_KERAS}), or train on one machine")
 
     def reduce_per_replica(values: Any, strategy: Any, reduction: str = "auto") -> Any:
         if reduction != "auto" or not _multi_worker(strategy):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nntrain.errors import NntrainError, UsageError, at_file
+from nntrain.errors import ExportMismatch, NntrainError, UsageError, at_file
 from nntrain.runs.rundir import atomic_write
 from nntrain.tf import quiet_stderr
 from nntrain.use.load import (InputRows, Trained, first_rows, load_trained, predict_all,
@@ -37,10 +37,6 @@ SAMPLE_ROWS = 256  # rows the export is checked on
 CALIBRATION_ROWS = 500  # training rows int8 quantization calibrates its ranges on
 ONNX_OPSET = 17
 ONNX_HINT = "install it with: pip install 'nntrain[onnx]' (tf2onnx and onnxruntime)"
-
-
-class ExportMismatch(NntrainError):
-    """The exported model computes something else than the Keras model."""
 
 
 @dataclass
