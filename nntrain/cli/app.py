@@ -1,4 +1,5 @@
-"""The command line. The only layer that prints or chooses an exit code.
+"""The commands: each parses its options, calls one function, renders the result (render.py)
+and leaves the exit code to main(). The only layer that prints or chooses an exit code.
 
 Standard output carries data only (the run directory, JSON results, generated data); progress,
 tables and errors go to standard error. TensorFlow is imported inside the commands that need it,
@@ -8,10 +9,8 @@ so ``nntrain --help`` and ``nntrain schema`` stay fast.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Iterator
@@ -21,9 +20,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from nntrain import __version__
+from nntrain.cli.plumbing import (EXIT_PIPE, signals, stdout_gone, until_the_reader_leaves,
+                                  write_new_file)
+from nntrain.cli.render import (metrics_table, print_classes, runs_table, stderr,
+                                summary_table, value_table)
 from nntrain.errors import EXIT_FAILURE, Interrupted, NntrainError, UsageError
 
 app = typer.Typer(
@@ -50,63 +52,6 @@ def _positions(loaded: Any) -> Iterator[None]:
         yield
     except ConfigError as exc:
         raise with_positions(exc, loaded) from exc
-
-
-@contextlib.contextmanager
-def _signals(handler: Any) -> Iterator[None]:
-    """Route SIGINT and SIGTERM to handler for the duration of the block."""
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
-
-
-@contextlib.contextmanager
-def _until_the_reader_leaves() -> Iterator[None]:
-    """For commands whose output is data on stdout: when the reader of the pipe goes away
-    (`nntrain predict ... | head`), end as Unix tools do, by SIGPIPE (exit status 141 in the
-    shell) with no message, rather than with Python's BrokenPipeError."""
-    if not hasattr(signal, "SIGPIPE"):
-        yield
-        return
-    previous = signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    try:
-        yield
-        sys.stdout.flush()
-    finally:
-        signal.signal(signal.SIGPIPE, previous)
-
-
-def _stdout_gone() -> None:
-    """The reader of stdout left: send what is still to be written nowhere, quietly."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, io.UnsupportedOperation):
-        pass
-
-
-# 141: the exit status of a process that SIGPIPE ended, which a pipeline's reader expects.
-EXIT_PIPE = 128 + getattr(signal, "SIGPIPE", 13)
-
-
-def _write_new_file(path: Path, data: bytes, force: bool) -> None:
-    """Write a file the user named, atomically, never over an existing one without --force."""
-    from nntrain.runs.rundir import atomic_write
-
-    if path.exists() and not force:
-        raise UsageError(f"{path}: exists already; pass --force to overwrite it")
-    if not path.parent.is_dir():
-        raise UsageError(f"{path.parent}: no such directory")
-    atomic_write(path, lambda fh: fh.write(data))
-
-
-def _stderr() -> Console:
-    # Created per call so that tests capturing sys.stderr see the output.
-    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
 
 class _State:
@@ -225,7 +170,7 @@ def train(
     def on_prepared(prepared: Any) -> None:
         nonlocal chief
         chief = prepared.chief
-        display.begin(prepared, _summary_table(prepared.model))
+        display.begin(prepared, summary_table(prepared.model))
 
     def on_epoch(epoch: int, total: int, logs: dict[str, float], seconds: float) -> None:
         display.epoch(epoch, total, logs, seconds)
@@ -235,16 +180,16 @@ def train(
                 print(json.dumps(progress.epoch_event(epoch, total, logs, seconds)), flush=True)
             except BrokenPipeError:  # `--jsonl | head -3`: stop as SIGPIPE would, resumably
                 reader_left = True
-                _stdout_gone()
+                stdout_gone()
                 stop.request(EXIT_PIPE - 128)
 
-    with _positions(loaded), _signals(on_signal), display:
+    with _positions(loaded), signals(on_signal), display:
         run, result, prepared = run_training(loaded, argv=["nntrain", *_State.argv],
                                              force=force, resume=resume, stop=stop,
                                              on_epoch=on_epoch, on_batch=display.on_batch,
                                              on_prepared=on_prepared)
     display.end([*(f"note: {note}" for note in prepared.notes),
-                 _metrics_table(result.metrics),
+                 metrics_table(result.metrics),
                  *([f"resolved config: {run.path / CONFIG}",
                     f"trained {result.epochs_run} epochs in {result.seconds:.2f}s"]
                    if verbose else []),
@@ -262,7 +207,7 @@ def train(
         else:
             print(run.path, flush=True)
     except BrokenPipeError:  # the run is finished and in place; only its reader left
-        _stdout_gone()
+        stdout_gone()
         raise typer.Exit(EXIT_PIPE) from None
 
 
@@ -283,20 +228,6 @@ def _load(config: Path, sets: list[str] | None, data: str | None) -> Any:
     return validate_source(source, overrides)
 
 
-def _metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
-    splits = list(metrics)
-    names: list[str] = []
-    for s in splits:
-        names += [k for k in metrics[s] if k not in names]
-    table = Table(title="final metrics", title_justify="left")
-    table.add_column("metric")
-    for s in splits:
-        table.add_column(s, justify="right")
-    for n in names:
-        table.add_row(n, *(f"{metrics[s][n]:.4f}" if n in metrics[s] else "" for s in splits))
-    return table
-
-
 # --- validate and schema -----------------------------------------------------------------
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -311,25 +242,10 @@ def validate(config: ConfigArg, set_: SetOpt = None, data: DataOpt = None) -> No
     loaded = _load(config, set_, data)
     with _positions(loaded):
         prepared = prepare(loaded)
-    err = _stderr()
-    err.print(_summary_table(prepared.model))
+    err = stderr()
+    err.print(summary_table(prepared.model))
     err.print(f"{config}: OK ({prepared.targets.task}, {len(prepared.dataset.x_train)} "
               "training rows)")
-
-
-def _summary_table(model: Any) -> Table:
-    table = Table(title="model", title_justify="left")
-    table.add_column("layer")
-    table.add_column("type")
-    table.add_column("output shape")
-    table.add_column("parameters", justify="right")
-    for layer in model.layers:
-        shape = getattr(layer, "output", None)
-        shape = tuple(shape.shape) if shape is not None else "?"
-        table.add_row(layer.name, type(layer).__name__, str(shape), f"{layer.count_params():,}")
-    table.add_section()
-    table.add_row("total", "", "", f"{model.count_params():,}")
-    return table
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -365,8 +281,8 @@ def init(
         sys.stdout.flush()
         return
     path = Path(output)
-    _write_new_file(path, starter_config(task.value, str(path)).encode(), force)
-    _stderr().print(f"wrote a {task.value} starter config to {path}; train it with: "
+    write_new_file(path, starter_config(task.value, str(path)).encode(), force)
+    stderr().print(f"wrote a {task.value} starter config to {path}; train it with: "
                     f"nntrain train {path}", markup=False)
 
 
@@ -417,14 +333,14 @@ def generate_data(
                          "pipe it into a program")
     data = encode(*generate(name, samples, features, classes, noise, seed), fmt)
     if output == "-":
-        with _until_the_reader_leaves():
+        with until_the_reader_leaves():
             sys.stdout.flush()
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
         return
     path = Path(output)
-    _write_new_file(path, data, force)
-    _stderr().print(f"wrote {samples} rows to {path}")
+    write_new_file(path, data, force)
+    stderr().print(f"wrote {samples} rows to {path}")
 
 
 # --- eval, predict, export, runs: using a trained model ------------------------------------
@@ -481,51 +397,14 @@ def eval_(
         plot_confusion_matrix(result.confusion, result.classes, plot,
                               title=f"confusion matrix, {result.rows} rows")
     if not quiet:
-        err = _stderr()
+        err = stderr()
         what = "test rows" if result.data == "test" else f"rows of {result.data}"
         err.print(f"{result.model}: {result.rows} {what}", markup=False)
-        err.print(_value_table("metrics", result.metrics))
+        err.print(value_table("metrics", result.metrics))
         if result.classes:
-            _print_classes(err, result)
+            print_classes(err, result)
     if json_out:
         print(json.dumps(result.to_json()))
-
-
-def _value_table(title: str, values: dict[str, Any]) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in values.items():
-        table.add_row(name, "n/a" if value is None else f"{value:.4f}")
-    return table
-
-
-# Wider confusion matrices do not fit a terminal; --json has them whole.
-MAX_TABLE_CLASSES = 12
-
-
-def _print_classes(err: Console, result: Any) -> None:
-    classes = result.classes
-    if len(classes) > MAX_TABLE_CLASSES:
-        err.print(f"({len(classes)} classes: the confusion matrix and per-class metrics are in "
-                  "--json)")
-        return
-    matrix = Table(title="confusion matrix (rows: true, columns: predicted)",
-                   title_justify="left")
-    matrix.add_column("")
-    for c in classes:
-        matrix.add_column(c, justify="right")
-    for c, row in zip(classes, result.confusion):
-        matrix.add_row(c, *(str(v) for v in row))
-    err.print(matrix)
-    per_class = Table(title="per class", title_justify="left")
-    for name in ("class", "precision", "recall", "f1", "support"):
-        per_class.add_column(name, justify="left" if name == "class" else "right")
-    for c in classes:
-        m = result.per_class[c]
-        per_class.add_row(c, *("n/a" if m[k] is None else f"{m[k]:.4f}"
-                               for k in ("precision", "recall", "f1")), str(m["support"]))
-    err.print(per_class)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -546,7 +425,7 @@ def predict(
     """
     from nntrain.use.predict import predict as predict_rows
 
-    with _until_the_reader_leaves():
+    with until_the_reader_leaves():
         for text in predict_rows(model, data, fmt=fmt):
             sys.stdout.write(text)
 
@@ -589,7 +468,7 @@ def export(
                         tolerance=tolerance)
     if not quiet:
         what = f"{done.format} ({done.quantize})" if done.quantize else done.format
-        _stderr().print(f"exported {what}, {done.size:,} bytes; checked on {done.rows} rows: "
+        stderr().print(f"exported {what}, {done.size:,} bytes; checked on {done.rows} rows: "
                         f"max abs difference from Keras {done.max_diff:.3g}, mean "
                         f"{done.mean_diff:.3g} (tolerance: {done.statistic} {done.tolerance:g})",
                         markup=False)
@@ -625,49 +504,12 @@ def runs(
         print(json.dumps([r.to_json() for r in found]))
         return
     if not found:
-        _stderr().print(f"no runs in {directory}", markup=False)
+        stderr().print(f"no runs in {directory}", markup=False)
         return
     # In a pipe the table is data: never wrapped or cut to a terminal's width.
     width = None if sys.stdout.isatty() else 1_000
-    with _until_the_reader_leaves():
-        Console(highlight=False, width=width).print(_runs_table(found, sort))
-
-
-def _local_time(iso: str | None) -> str:
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M") if iso else ""
-    except ValueError:
-        return iso or ""
-
-
-def _runs_table(found: list[Any], sort: str | None) -> Table:
-    from nntrain.runs.listing import RUN_FIELDS
-
-    extra = sort if sort is not None and sort not in (*RUN_FIELDS, "loss") else None
-    table = Table(box=None, pad_edge=False)
-    for name in ("run", "started", "status", "epochs", "on", "loss", "metric"):
-        table.add_column(name, justify="right" if name in ("epochs", "loss") else "left")
-    if extra:
-        table.add_column(extra, justify="right")
-    for r in found:
-        started = _local_time(r.started)
-        epochs = "" if r.epochs is None else str(r.epochs)
-        if r.max_epochs is not None and r.epochs is not None and r.max_epochs != r.epochs:
-            epochs += f"/{r.max_epochs}"
-        split = r.headline_split
-        values = r.metrics.get(split, {}) if split else {}
-        loss = values.get("loss")
-        first = next(((k, v) for k, v in values.items() if k != "loss"), None)
-        row = [r.name, started, r.status, epochs, split or "",
-               "" if loss is None else f"{loss:.4f}",
-               f"{first[0]} {first[1]:.4f}" if first else ""]
-        if extra:
-            value = r.metric(extra)
-            row.append("" if value is None else f"{value:.4f}")
-        table.add_row(*row)
-    return table
+    with until_the_reader_leaves():
+        Console(highlight=False, width=width).print(runs_table(found, sort))
 
 
 # --- entry point -------------------------------------------------------------------------
@@ -675,7 +517,7 @@ def _runs_table(found: list[Any], sort: str | None) -> Table:
 def _report(exc: NntrainError) -> None:
     from nntrain.config import locate
 
-    err = _stderr()
+    err = stderr()
     for p in exc.problems:
         where = locate(p)
         line = f"{where}: {p.message}" if where else f"nntrain: {p.message}"
@@ -696,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     _State.argv = args
     try:
         # Standalone mode: Typer handles --help and usage errors (exit 2) and ends in SystemExit.
-        with _signals(_on_signal):
+        with signals(_on_signal):
             app(args=args, prog_name="nntrain")
         return 0
     except SystemExit as exc:
