@@ -1,7 +1,9 @@
 """Checkpoints that resume bit for bit.
 
 One file, ``checkpoint.npz``, written atomically (a kill during the write leaves the previous
-checkpoint intact). It holds every variable that decides what training does next, by position
+checkpoint intact): ``snapshot`` copies the arrays at the end of an epoch, and training.train
+hands ``write`` to a background thread (runs.rundir.BackgroundWriter) while the next epoch
+trains. It holds every variable that decides what training does next, by position
 and checked by name on restore:
 
 - the model's variables, including Dropout's seed-generator state and BatchNorm statistics
