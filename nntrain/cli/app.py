@@ -24,8 +24,8 @@ from rich.console import Console
 from nntrain import __version__
 from nntrain.cli.plumbing import (EXIT_PIPE, signals, stdout_gone, until_the_reader_leaves,
                                   write_new_file)
-from nntrain.cli.render import (metrics_table, print_classes, runs_table, stderr,
-                                summary_table, value_table)
+from nntrain.cli.render import (importance_table, metrics_table, print_classes, runs_table,
+                                stderr, summary_table, value_table)
 from nntrain.errors import EXIT_FAILURE, Interrupted, NntrainError, UsageError
 
 app = typer.Typer(
@@ -428,6 +428,73 @@ def predict(
     with until_the_reader_leaves():
         for text in predict_rows(model, data, fmt=fmt):
             sys.stdout.write(text)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def explain(
+    model: ModelArg,
+    data: Annotated[Optional[str], typer.Option(
+        "--data", "-d", metavar="FILE", help="Explain the rows of this CSV file (- for stdin) "
+        "instead of the run's test rows. gradients reads only the feature columns; "
+        "permutation needs the target column too.")] = None,
+    method: Annotated[str, typer.Option(
+        "--method", "-m", metavar="gradients|permutation",
+        help="gradients: integrated gradients, per row and column. permutation: the drop of "
+             "the run's first metric when each column is shuffled, over all rows.")
+    ] = "gradients",
+    baseline: Annotated[Optional[str], typer.Option(
+        "--baseline", metavar="mean|min|zeros", help="The row attributions are measured from: "
+        "the training rows' mean (the default, recorded in the run), their minimum, or "
+        "zeros (the only one for a bare .keras file).", show_default=False)] = None,
+    class_name: Annotated[Optional[str], typer.Option(
+        "--class", metavar="NAME", help="Classifiers: explain this class's probability "
+        "instead of the predicted class's.", show_default=False)] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", metavar="csv|jsonl", help="csv (with a header) or jsonl (one JSON "
+        "object per line, same fields).")] = "csv",
+    repeats: Annotated[int, typer.Option(
+        "--repeats", metavar="N", help="permutation: shuffles per column.")] = 5,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", metavar="FILE.png", help="Also draw the global importance as a bar chart "
+        "into this PNG file.", show_default=False)] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Explain a trained model's predictions: which input columns drove them.
+
+    gradients (integrated gradients) writes one line per row on stdout: the row's number, the
+    attribution of every input column (they sum to prediction - baseline_prediction, checked
+    within 1% of the output's range), the explained class, the prediction and the baseline's.
+    permutation writes one line per column. Either way a table of global importance goes to
+    stderr. Streams: rows are explained and written chunk by chunk.
+    """
+    from nntrain.use.explain import explain as explain_rows
+
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise UsageError(f"--plot {plot}: the picture is a PNG; name a file ending in .png")
+    if plot is not None and not plot.parent.is_dir():
+        raise UsageError(f"--plot {plot}: {plot.parent} is not a directory")
+    done = explain_rows(model, data, method=method, baseline=baseline, class_name=class_name,
+                        fmt=fmt, repeats=repeats)
+    with until_the_reader_leaves():
+        for text in done.chunks:
+            sys.stdout.write(text)
+    summary = done.summary
+    if plot is not None:
+        from nntrain.use.explain import plot_importance
+
+        plot_importance(summary, plot)
+    if not quiet:
+        err = stderr()
+        what = "test rows" if summary.data == "test" else f"rows of {summary.data}"
+        err.print(f"{summary.model}: {summary.rows} {what}", markup=False)
+        err.print(importance_table(summary))
+        if summary.method == "gradients":
+            verdict = ("every row's attributions sum to prediction - baseline_prediction "
+                       "within 1% of the output's range" if not summary.rows_beyond else
+                       f"warning: {summary.rows_beyond} rows miss completeness by more than "
+                       f"1% of the output's range even at {summary.most_steps} steps")
+            err.print(f"{verdict} (largest gap {summary.largest_gap:.2%}, at most "
+                      f"{summary.most_steps} steps)", markup=False)
 
 
 @app.command(epilog=EXIT_CODES_HELP)

@@ -115,3 +115,26 @@ def runs_table(found: list[Any], sort: str | None) -> Table:
             row.append("" if value is None else f"{value:.4f}")
         table.add_row(*row)
     return table
+
+
+def importance_table(summary: Any) -> Table:
+    """explain's global importance, most important first."""
+    if summary.method == "gradients":
+        table = Table(title=f"integrated gradients: mean |attribution| to {summary.explained} "
+                      f"(baseline: {summary.baseline})", title_justify="left")
+        table.add_column("feature")
+        table.add_column("mean |attribution|", justify="right")
+        table.add_column("sign", justify="center")
+        for i in summary.importance:
+            table.add_row(i.feature, f"{i.value:.4g}", "+" if i.sign > 0 else
+                          "-" if i.sign < 0 else "0")
+        return table
+    table = Table(title=f"permutation importance: drop in {summary.metric} (it is "
+                  f"{summary.score:.4f} unshuffled; {summary.repeats} shuffles per column)",
+                  title_justify="left")
+    table.add_column("feature")
+    table.add_column("drop", justify="right")
+    table.add_column("± std", justify="right")
+    for i in summary.importance:
+        table.add_row(i.feature, f"{i.value:.4g}", f"{i.spread:.2g}")
+    return table

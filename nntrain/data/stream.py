@@ -70,6 +70,9 @@ class StreamedRows:
     missing: str = "error"
     summary: np.ndarray = field(default_factory=lambda: np.zeros(0))  # see all_targets
     distinct: np.ndarray | None = None  # see distinct_targets
+    # The training rows' x only: per-feature (mean, min, max) from the pre-pass, which training
+    # records for `nntrain explain` (data/baseline.py).
+    stats: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.rows
@@ -290,6 +293,7 @@ def load_streamed(cfg: CsvData, seed: int, base_dir: Path
     described = name + "".join(f", {p}: {files[p][1]}" for p in ("validation", "test")
                                if p in files)
     splits = [*rows_of("train"), *rows_of("validation"), *rows_of("test")]
+    splits[0].stats = (stats.mean, stats.low, stats.high)
     return (splits, columns.feature_names, _sha256([p for p, _ in files.values()]),
             f"{described} (streamed)", Preprocessing(policy, fill_values, norm, dropped))
 

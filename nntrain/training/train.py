@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from nntrain.config import LoadedConfig
+from nntrain.data.baseline import BASELINE, training_rows
 from nntrain.data.preprocess import PREPROCESSING
 from nntrain.errors import Interrupted, NntrainError, TrainingDiverged, UsageError
 from nntrain.plots import Painter, plot_jobs
@@ -278,6 +279,9 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
         if prepared.dataset.preprocessing.recorded:
             run.write_json(PREPROCESSING, prepared.dataset.preprocessing.to_json(
                 prepared.dataset.feature_names))
+        rows = training_rows(prepared.dataset, prepared.targets.task)
+        if rows is not None:  # the baseline of `nntrain explain`
+            run.write_json(BASELINE, rows.to_json())
         run.save_model(prepared.model)
         if plots:
             painter.finish()
