@@ -124,16 +124,15 @@ def importance_table(summary: Any) -> Table:
                       f"(baseline: {summary.baseline})", title_justify="left")
         table.add_column("feature")
         table.add_column("mean |attribution|", justify="right")
-        table.add_column("sign", justify="center")
+        table.add_column("mean attribution", justify="right")
         for i in summary.importance:
-            table.add_row(i.feature, f"{i.value:.4g}", "+" if i.sign > 0 else
-                          "-" if i.sign < 0 else "0")
+            table.add_row(i.feature, f"{i.value:.4g}", f"{i.mean:+.3g}")
         return table
-    table = Table(title=f"permutation importance: drop in {summary.metric} (it is "
-                  f"{summary.score:.4f} unshuffled; {summary.repeats} shuffles per column)",
-                  title_justify="left")
+    table = Table(title=f"permutation importance: {summary.change} when a column is shuffled "
+                  f"({summary.metric} {summary.score:.4f} as is; {summary.repeats} shuffles per "
+                  "column)", title_justify="left")
     table.add_column("feature")
-    table.add_column("drop", justify="right")
+    table.add_column(summary.change.split()[0], justify="right")
     table.add_column("± std", justify="right")
     for i in summary.importance:
         table.add_row(i.feature, f"{i.value:.4g}", f"{i.spread:.2g}")

@@ -60,7 +60,9 @@ class Importance:
     feature: str
     value: float  # mean |attribution|, or the mean drop of the metric
     spread: float | None = None  # permutation: standard deviation over the repeats
-    sign: int | None = None  # gradients: the sign of the mean attribution (+1, -1 or 0)
+    # gradients: the mean signed attribution: whether the column pushed the explained output
+    # above or below the baseline's on average (near 0 when it pushes both ways)
+    mean: float | None = None
 
 
 @dataclass
@@ -77,7 +79,8 @@ class Summary:
     largest_gap: float = 0.0  # gradients: of the output's range, after the last doubling
     rows_beyond: int = 0  # gradients: rows whose gap is still beyond TOLERANCE at MAX_STEPS
     most_steps: int = 0  # gradients: the most steps any row needed
-    metric: str = ""  # permutation: the metric whose drop is measured
+    metric: str = ""  # permutation: the metric whose change is measured
+    change: str = ""  # permutation: "drop in accuracy", "rise in mae": worse, either way
     score: float | None = None  # permutation: its value on the rows as they are
     repeats: int = 0
 
@@ -283,7 +286,7 @@ class _Gradients:
 
     def importance(self, names: list[str]) -> list[Importance]:
         n = max(self.rows, 1)
-        found = [Importance(name, float(a / n), sign=int(np.sign(s)))
+        found = [Importance(name, float(a / n), mean=float(s / n))
                  for name, a, s in zip(names, self.sum_abs, self.sum)]
         return sorted(found, key=lambda i: -i.value)
 
@@ -500,7 +503,8 @@ def _permutation(trained: Trained, data: str | None, fmt: str, repeats: int) -> 
         found.append(Importance(name, float(np.mean(drops)), float(np.std(drops))))
     found.sort(key=lambda i: -i.value)
     summary = Summary("permutation", trained.name, what, rows=len(x), importance=found,
-                      metric=metric, score=base, repeats=repeats)
+                      metric=metric, score=base, repeats=repeats,
+                      change=f"{'drop' if _higher_is_better(metric) else 'rise'} in {metric}")
     return Explanation(iter([_importance_text(found, fmt)]), summary)
 
 
@@ -587,17 +591,15 @@ def plot_importance(summary: Summary, path: Path) -> Path:
     fig.subplots_adjust(left=left / 7.0, right=0.96, bottom=0.85 / height, top=1 - 0.45 / height)
     ax = fig.subplots()
     if summary.method == "gradients":
-        colors = ["#1f77b4" if (i.sign or 0) >= 0 else "#d62728" for i in shown]
-        ax.barh(names, values, color=colors)
-        ax.set_xlabel(f"mean |attribution| to {summary.explained}\n"
-                      "blue: raises it on average, red: lowers it")
+        ax.barh(names, values, color="#1f77b4")
+        ax.set_xlabel(f"mean |attribution| to {summary.explained}")
         ax.set_title(f"integrated gradients, {summary.rows} rows, baseline: training "
                      f"{summary.baseline}" if summary.baseline != "zeros" else
                      f"integrated gradients, {summary.rows} rows, baseline: zeros")
     else:
         ax.barh(names, values, xerr=[i.spread or 0.0 for i in shown], color="#1f77b4",
                 ecolor="#555555", capsize=3)
-        ax.set_xlabel(f"drop in {summary.metric} when the column is shuffled\n"
+        ax.set_xlabel(f"{summary.change} when the column is shuffled\n"
                       f"mean ± std of {summary.repeats} shuffles")
         ax.set_title(f"permutation importance, {summary.rows} rows")
     ax.axvline(0, color="#333333", linewidth=0.8)
