@@ -247,3 +247,37 @@ def test_a_streamed_run_records_its_training_rows_baseline(cli, tmp_path, write)
     np.testing.assert_allclose(recorded["min"], x.min(axis=0), atol=1e-6)
     res = cli("explain", run, "-q")
     assert res.code == 0 and len(table(res.out)) == len(ds.x_test)
+
+
+def test_a_file_without_rows_writes_nothing(cli, runs, tmp_path):
+    data = tmp_path / "empty.csv"
+    data.write_text("x0,x1\n")
+    res = cli("explain", runs["binary"], "--data", data)
+    assert res.code == 2 and res.out == "" and "no rows to explain" in res.err
+
+
+def test_permutation_on_a_multiclass_run_with_text_labels(cli, runs, tmp_path):
+    data = write_animals(tmp_path / "in.csv", 200, seed=5)
+    res = cli("explain", runs["animals"], "--data", data, "--method", "permutation",
+              "--repeats", "3", "--format", "jsonl")
+    assert res.code == 0, res.err
+    rows = [json.loads(line) for line in res.out.splitlines()]
+    assert {r["feature"] for r in rows} == {"a", "b"}
+    # Both columns separate the clusters: shuffling either loses accuracy.
+    assert all(r["importance"] > 0.05 for r in rows), rows
+    assert "drop in accuracy" in res.err and "3 shuffles" in res.err
+
+
+def test_the_jax_backend_gives_the_same_attributions(runs, tmp_path):
+    """#19 runs models on JAX: the gradients then come from jax.grad."""
+    pytest.importorskip("jax")
+    data = tmp_path / "in.csv"
+    data.write_text("x0,x1\n0.5,0.25\n1.0,-0.5\n-0.8,0.9\n")
+    outputs = {}
+    for backend in ("tensorflow", "jax"):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": backend}
+        res = subprocess.run([*NNTRAIN, "explain", str(runs["binary"]), "--data", str(data),
+                              "-q"], capture_output=True, text=True, env=env)
+        assert res.returncode == 0, res.stderr
+        outputs[backend] = attributions(table(res.stdout), ["x0", "x1", "prediction"])
+    np.testing.assert_allclose(outputs["jax"], outputs["tensorflow"], atol=1e-5)

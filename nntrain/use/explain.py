@@ -338,14 +338,13 @@ def _explain_gradients(trained: Trained, data: str | None, kind: str | None,
     text = _AttributionText(trained, names, fmt)
 
     def stream() -> Iterator[str]:
-        if text.header:
-            yield text.header
-        first = 0
+        header = text.header  # written with the first rows: a file without any gets nothing
         for x in chunks:
             for i in range(0, len(x), BATCH_ROWS):
+                first = ig.rows
                 part = ig.explain(x[i:i + BATCH_ROWS])
-                yield text.format(first, part)
-                first += len(part.prediction)
+                yield header + text.format(first, part)
+                header = ""
                 summary.rows = ig.rows
         summary.rows = ig.rows
         summary.importance = ig.importance(names)
