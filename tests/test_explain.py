@@ -218,7 +218,11 @@ def test_plot_draws_the_importance(cli, runs, tmp_path, method):
     picture = tmp_path / f"{method}.png"
     res = cli("explain", runs["binary"], "--method", method, "--plot", picture, "-q")
     assert res.code == 0 and res.err == ""
-    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = picture.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # Two inputs: the attribution of each over the plane stands beside the bars.
+    width = int.from_bytes(png[16:20], "big")
+    assert width > 1000 if method == "gradients" else width < 800
 
 
 def test_pipe_into_head_ends_quietly(runs):

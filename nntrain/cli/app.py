@@ -438,9 +438,9 @@ def explain(
         "instead of the run's test rows. gradients reads only the feature columns; "
         "permutation needs the target column too.")] = None,
     method: Annotated[str, typer.Option(
-        "--method", "-m", metavar="gradients|permutation",
-        help="gradients: integrated gradients, per row and column. permutation: the drop of "
-             "the run's first metric when each column is shuffled, over all rows.")
+        "--method", metavar="gradients|permutation",
+        help="gradients: integrated gradients, per row and column. permutation: how much "
+             "worse the run's first metric gets when each column is shuffled, over all rows.")
     ] = "gradients",
     baseline: Annotated[Optional[str], typer.Option(
         "--baseline", metavar="mean|min|zeros", help="The row attributions are measured from: "
@@ -456,7 +456,8 @@ def explain(
         "--repeats", metavar="N", help="permutation: shuffles per column.")] = 5,
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", metavar="FILE.png", help="Also draw the global importance as a bar chart "
-        "into this PNG file.", show_default=False)] = None,
+        "into this PNG file; for a model of two inputs, beside it each input's attribution over "
+        "the plane, with the decision boundary.", show_default=False)] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Explain a trained model's predictions: which input columns drove them.
@@ -482,7 +483,7 @@ def explain(
     if plot is not None:
         from nntrain.use.explain import plot_importance
 
-        plot_importance(summary, plot)
+        plot_importance(summary, plot, done.plane())
     if not quiet:
         err = stderr()
         what = "test rows" if summary.data == "test" else f"rows of {summary.data}"
