@@ -55,7 +55,7 @@ def write_linear(path, rows, seed=0, target=True):
 @pytest.fixture(scope="module")
 def regression(tmp_path_factory):
     """Two runs on the y = 3·x0 − 2·x1 data: a linear model and a ReLU network."""
-    from nntrain.cli import main
+    from nntrain.cli.app import main
 
     root = tmp_path_factory.mktemp("explain")
     write_linear(root / "linear.csv", 400)
@@ -97,7 +97,7 @@ def test_linear_model_attributions_are_w_times_x_minus_baseline(cli, regression,
     assert list(rows[0]) == ["row", *FEATURES, "prediction", "baseline_prediction"]
     assert [int(r["row"]) for r in rows] == list(range(50))
     # The baseline is the training rows' mean, as training recreated them.
-    from nntrain.trained import load_trained, run_rows
+    from nntrain.use.load import load_trained, run_rows
 
     base = np.array(json.loads((run / "baseline.json").read_text())["mean"])
     np.testing.assert_allclose(base, run_rows(load_trained(run)).x_train.mean(axis=0),
@@ -236,7 +236,7 @@ def test_pipe_into_head_ends_quietly(runs):
 
 
 def test_a_streamed_run_records_its_training_rows_baseline(cli, tmp_path, write):
-    from nntrain.trained import load_trained, run_rows, split_batches
+    from nntrain.use.load import load_trained, run_rows, split_batches
 
     write_linear(tmp_path / "linear.csv", 300)
     config = write("streamed.yaml", LINEAR.replace("normalize: standard",

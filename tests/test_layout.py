@@ -44,6 +44,7 @@ def _imports() -> dict[str, set[str]]:
 
 def test_predict_and_eval_load_no_training_module():
     code = ("import sys\nimport nntrain.use.predict, nntrain.use.evaluate, nntrain.use.export\n"
+            "import nntrain.use.explain\n"
             "print([m for m in sys.modules if m.startswith('nntrain.training')])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout

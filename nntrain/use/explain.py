@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from nntrain import registry
 from nntrain.data.baseline import BASELINE, BASELINE_KINDS, TrainingRows
 from nntrain.errors import DataError, UsageError, at_file, did_you_mean
 from nntrain.runs.rundir import read_json
@@ -51,9 +52,6 @@ PLANE_GRID = 80
 # stable mean, bounded so a large test split does not take minutes.
 PERMUTATION_ROWS = 10_000
 REPEATS = 5
-# Metrics that are better when larger (as nntrain.loop and nntrain.history also know); the
-# importance is always "how much worse the metric gets".
-_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "r2")
 
 
 @dataclass
@@ -144,8 +142,8 @@ class ModelFunction:
 def _explained_output(trained: Trained, ops: Any) -> Callable[[Any, Any], Any]:
     """(raw outputs, class index per row) -> the one number per row being explained: the
     class's probability (or score, for hinge losses) as predict reports it, or the value."""
-    task, n = trained.task, trained.n_outputs
-    probabilistic, logits = trained.probabilistic, trained.from_logits
+    targets, n = trained.targets, trained.n_outputs
+    task, probabilistic, logits = targets.task, targets.probabilistic, targets.from_logits
 
     def value(out: Any, k: Any) -> Any:
         out = ops.reshape(out, (-1, n))
@@ -273,9 +271,9 @@ class _Gradients:
         trained = self.trained
         classes: np.ndarray | None = None
         k = np.zeros(len(x), np.int32)
-        if trained.is_classifier:
+        if trained.targets.is_classifier:
             if self.class_index is None:
-                k = decide(trained, self.fn.predict(x))[0].astype(np.int32)
+                k = trained.targets.decode(self.fn.predict(x))[0].astype(np.int32)
             else:
                 k[:] = self.class_index
             classes = k
@@ -321,12 +319,13 @@ class _Gradients:
         outputs = self.fn.predict(x)
         k = np.zeros(len(x), np.int32)
         boundary, levels = None, []
-        if self.trained.is_classifier:
-            decided, values = decide(self.trained, outputs)
+        targets = self.trained.targets
+        if targets.is_classifier:
+            decided, values = targets.decode(outputs)
             k[:] = decided if self.class_index is None else self.class_index
-            if self.trained.task == "binary":  # class 1's probability (or score) is smooth
+            if targets.task == "binary":  # class 1's probability (or score) is smooth
                 boundary = values[:, 1]
-                levels = [0.5 if self.trained.probabilistic else 0.0]
+                levels = [0.5 if targets.probabilistic else 0.0]
             else:
                 boundary = decided.astype(np.float64)
                 levels = list(np.arange(values.shape[1] - 1) + 0.5)
@@ -362,7 +361,7 @@ def explain(model: str | Path, data: str | None = None, *, method: str = "gradie
     if len(trained.input_shape) != 1:
         raise at_file(UsageError, trained.path, "explain attributes a prediction to input "
                       f"columns; this model takes inputs of shape {trained.input_shape}")
-    if trained.task == "regression" and trained.n_outputs != 1:
+    if trained.targets.task == "regression" and trained.n_outputs != 1:
         raise at_file(UsageError, trained.path, "explain explains one output; this regressor "
                       f"has {trained.n_outputs}")
     if method == "permutation":
@@ -437,10 +436,10 @@ def _baseline_kind(trained: Trained, rows: TrainingRows | None, kind: str | None
 def _class_index(trained: Trained, class_name: str | None) -> int | None:
     if class_name is None:
         return None
-    if not trained.is_classifier:
+    if not trained.targets.is_classifier:
         raise UsageError("--class is for classifiers; this model is a regressor, and explain "
                          "explains its value")
-    classes = trained.classes
+    classes = trained.targets.classes
     if class_name not in classes:
         raise UsageError(f"--class: no class '{class_name}'{did_you_mean(class_name, classes)}; "
                          f"the classes are {', '.join(classes)}")
@@ -448,9 +447,9 @@ def _class_index(trained: Trained, class_name: str | None) -> int | None:
 
 
 def _what_is_explained(trained: Trained, class_name: str | None) -> str:
-    if not trained.is_classifier:
+    if not trained.targets.is_classifier:
         return "the predicted value"
-    what = "probability" if trained.probabilistic else "score"
+    what = "probability" if trained.targets.probabilistic else "score"
     if class_name is not None:
         return f"the {what} of class {class_name}"
     return f"the {what} of the predicted class"
@@ -459,7 +458,7 @@ def _what_is_explained(trained: Trained, class_name: str | None) -> str:
 def _output_scale(trained: Trained, rows: TrainingRows | None) -> float | None:
     """The output's range for the completeness check: 1 for a probability, the training
     targets' range for a regressor that recorded it; None: measure it on each chunk."""
-    if trained.probabilistic:
+    if trained.targets.probabilistic:
         return 1.0
     if rows is not None and rows.target_range is not None:
         low, high = rows.target_range
@@ -494,19 +493,19 @@ class _AttributionText:
 
     def __init__(self, trained: Trained, names: list[str], fmt: str):
         self.fmt = fmt
-        self.classifier = trained.is_classifier
+        self.classifier = trained.targets.is_classifier
         self.names = names
         self.columns = ["row", *names, *(["class"] * self.classifier), "prediction",
                         "baseline_prediction"]
         if fmt == "csv":
             self.header = _csv_line(self.columns)
-            self.labels = [_csv_line([c]).rstrip("\n") for c in trained.classes] \
+            self.labels = [_csv_line([c]).rstrip("\n") for c in trained.targets.classes] \
                 if self.classifier else []
             cells = ["%d", *["%.9g"] * len(names), *(["%s"] * self.classifier), "%.9g", "%.9g"]
             self.row = ",".join(cells)
         else:
             self.header = ""
-            self.labels = [c for c in trained.class_labels] if self.classifier else []
+            self.labels = [c for c in trained.targets.class_labels] if self.classifier else []
 
     def format(self, first: int, part: _Chunk) -> str:
         n = len(part.prediction)
@@ -540,7 +539,8 @@ def _permutation(trained: Trained, data: str | None, fmt: str, repeats: int) -> 
     fn = ModelFunction(trained)
     score, metric = _scorer(trained)
     base = score(y, fn.predict(x))
-    worse = (lambda s: base - s) if _higher_is_better(metric) else (lambda s: s - base)
+    bigger = registry.bigger_is_better(metric)
+    worse = (lambda s: base - s) if bigger else (lambda s: s - base)
     # The same shuffles on every call: a run explained twice gives the same numbers.
     rng = np.random.RandomState(0)
     found = []
@@ -554,7 +554,7 @@ def _permutation(trained: Trained, data: str | None, fmt: str, repeats: int) -> 
     found.sort(key=lambda i: -i.value)
     summary = Summary("permutation", trained.name, what, rows=len(x), importance=found,
                       metric=metric, score=base, repeats=repeats,
-                      change=f"{'drop' if _higher_is_better(metric) else 'rise'} in {metric}")
+                      change=f"{'drop' if bigger else 'rise'} in {metric}")
     return Explanation(iter([_importance_text(found, fmt)]), summary)
 
 
@@ -603,10 +603,6 @@ def _scorer(trained: Trained) -> tuple[Callable[[np.ndarray, np.ndarray], float]
 
     probe = model.compute_metrics(None, np.zeros(0), np.zeros((0, trained.n_outputs)))
     return score, next(k for k in probe if k != "loss")
-
-
-def _higher_is_better(metric: str) -> bool:
-    return any(word in metric for word in _HIGHER_IS_BETTER)
 
 
 def _importance_text(found: list[Importance], fmt: str) -> str:
