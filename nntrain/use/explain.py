@@ -669,9 +669,9 @@ def _draw_plane(fig: Any, grid: Any, plane: Plane, axis_names: list[str]) -> Non
     lowering it, the decision boundary in black and the baseline as a star."""
     limit = float(max(np.abs(plane.a0).max(), np.abs(plane.a1).max(), 1e-12))
     levels = np.linspace(-limit, limit, 21)
-    for i, (field, name) in enumerate(((plane.a0, axis_names[0]), (plane.a1, axis_names[1]))):
+    for i, (values, name) in enumerate(((plane.a0, axis_names[0]), (plane.a1, axis_names[1]))):
         ax = fig.add_subplot(grid[0, i + 1])
-        shade = ax.contourf(plane.g0, plane.g1, field, levels=levels, cmap="RdBu_r")
+        shade = ax.contourf(plane.g0, plane.g1, values, levels=levels, cmap="RdBu_r")
         if plane.boundary is not None and plane.boundary.min() < max(plane.levels) and \
                 plane.boundary.max() > min(plane.levels):
             ax.contour(plane.g0, plane.g1, plane.boundary, levels=plane.levels,
