@@ -49,8 +49,8 @@ def test_run_directory_contents(cli, tiny, tmp_path):
     run_dir, res = train(cli, tiny)
     assert run_dir == Path("runs") / "tiny"
     assert sorted(p.name for p in (tmp_path / run_dir).iterdir()) == [
-        "checkpoint.npz", "config.yaml", "curves.png", "decision_boundary.png", "history.csv",
-        "manifest.json", "metrics.json", "model.keras"]
+        "baseline.json", "checkpoint.npz", "config.yaml", "curves.png", "decision_boundary.png",
+        "history.csv", "manifest.json", "metrics.json", "model.keras"]
     assert not list((tmp_path / "runs").glob(".*")), "no staging leftovers"
     with open(run_dir / "history.csv") as fh:
         rows = list(csv.DictReader(fh))
