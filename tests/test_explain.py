@@ -285,3 +285,22 @@ def test_the_jax_backend_gives_the_same_attributions(runs, tmp_path):
         assert res.returncode == 0, res.stderr
         outputs[backend] = attributions(table(res.stdout), ["x0", "x1", "prediction"])
     np.testing.assert_allclose(outputs["jax"], outputs["tensorflow"], atol=1e-5)
+
+
+def test_a_bare_keras_file_without_a_recorded_loss_needs_loss(cli, tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.set_weights([np.array([[2.0], [-1.0]], np.float32), np.array([0.5], np.float32)])
+    model.save(tmp_path / "plain.keras")  # never compiled: no loss in the file
+    data = tmp_path / "in.csv"
+    data.write_text("x0,x1\n1.0,2.0\n3.0,-1.0\n")
+    res = cli("explain", tmp_path / "plain.keras", "--data", data, "--baseline", "zeros")
+    assert res.code == 2 and res.out == "" and "--loss" in res.err
+    res = cli("explain", tmp_path / "plain.keras", "--data", data, "--baseline", "zeros",
+              "--loss", "mse")
+    assert res.code == 0, res.err
+    rows = table(res.out)
+    # A linear model from zeros: exactly w·x.
+    np.testing.assert_allclose(attributions(rows, ["x0", "x1"]), [[2.0, -2.0], [6.0, 1.0]],
+                               atol=1e-5)

@@ -454,6 +454,9 @@ def explain(
         "object per line, same fields).")] = "csv",
     repeats: Annotated[int, typer.Option(
         "--repeats", metavar="N", help="permutation: shuffles per column.")] = 5,
+    loss: Annotated[Optional[str], typer.Option(
+        "--loss", metavar="NAME", help="A bare .keras file that records no loss: the one it "
+        "was trained with, which tells a classifier from a regressor.")] = None,
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", metavar="FILE.png", help="Also draw the global importance as a bar chart "
         "into this PNG file; for a model of two inputs, beside it each input's attribution over "
@@ -475,7 +478,7 @@ def explain(
     if plot is not None and not plot.parent.is_dir():
         raise UsageError(f"--plot {plot}: {plot.parent} is not a directory")
     done = explain_rows(model, data, method=method, baseline=baseline, class_name=class_name,
-                        fmt=fmt, repeats=repeats)
+                        fmt=fmt, repeats=repeats, loss=loss)
     with until_the_reader_leaves():
         for text in done.chunks:
             sys.stdout.write(text)

@@ -343,12 +343,13 @@ class _Gradients:
 
 def explain(model: str | Path, data: str | None = None, *, method: str = "gradients",
             baseline: str | None = None, class_name: str | None = None, fmt: str = "csv",
-            repeats: int = REPEATS) -> Explanation:
+            repeats: int = REPEATS, loss: str | None = None) -> Explanation:
     """Explain a run's test rows, or the rows of a CSV file (``-``: standard input).
 
     Everything that can be checked before the first row (the model, the baseline, the class,
     the file's header) is checked here; a bad cell further down stops the stream with a
-    DataError naming its line."""
+    DataError naming its line. ``loss`` says what a bare .keras file that records none was
+    trained with (which tells a classifier from a regressor)."""
     if method not in METHODS:
         raise UsageError(f"--method: expected one of {', '.join(METHODS)}, got "
                          f"'{method}'{did_you_mean(method, METHODS)}")
@@ -357,7 +358,7 @@ def explain(model: str | Path, data: str | None = None, *, method: str = "gradie
     if baseline is not None and baseline not in BASELINE_KINDS:
         raise UsageError(f"--baseline: expected one of {', '.join(BASELINE_KINDS)}, got "
                          f"'{baseline}'{did_you_mean(baseline, BASELINE_KINDS)}")
-    trained = load_trained(model)
+    trained = load_trained(model, loss=loss)
     if len(trained.input_shape) != 1:
         raise at_file(UsageError, trained.path, "explain attributes a prediction to input "
                       f"columns; this model takes inputs of shape {trained.input_shape}")
