@@ -240,6 +240,11 @@ def fit_targets(config: RunConfig, ds: Dataset) -> Targets:
         if units is not None and units < n_classes:
             raise ConfigError.at(where + ("units",), f"the labels have {n_classes} classes but "
                                  f"the output layer has {units} units; use units: {n_classes}")
+        if units is not None and units > n_classes:
+            ds.notes.append(f"the output layer has {units} units but the labels have "
+                            f"{n_classes} classes: {units - n_classes} unit"
+                            f"{'s' if units - n_classes > 1 else ''} no label uses "
+                            f"(model.layers[{idx}].units: {n_classes} fits the data)")
         n_classes = units or n_classes
     ds.encode_targets(task, n_classes)
     return _targets(config, n_classes, ds)

@@ -24,8 +24,8 @@ from rich.console import Console
 from nntrain import __version__
 from nntrain.cli.plumbing import (EXIT_PIPE, signals, stdout_gone, until_the_reader_leaves,
                                   write_new_file)
-from nntrain.cli.render import (importance_table, metrics_table, print_classes, runs_table,
-                                stderr, summary_table, value_table)
+from nntrain.cli.render import (folds_tables, importance_table, metrics_table, print_classes,
+                                runs_table, stderr, summary_table, value_table)
 from nntrain.errors import EXIT_FAILURE, Interrupted, NntrainError, UsageError
 
 app = typer.Typer(
@@ -130,6 +130,7 @@ def train(
     final metrics go to stderr: a live display on a terminal, one line per epoch elsewhere.
     """
     from nntrain.cli import progress
+    from nntrain.training.early_stopping import describe
     from nntrain.training.loop import StopRequest
     from nntrain.runs.rundir import CONFIG, RunDir
     from nntrain.training.train import train as run_training
@@ -189,14 +190,18 @@ def train(
                                              on_epoch=on_epoch, on_batch=display.on_batch,
                                              on_prepared=on_prepared)
     display.end([*(f"note: {note}" for note in prepared.notes),
-                 metrics_table(result.metrics),
+                 *([describe(result.early_stopping)] if result.early_stopping else []),
+                 *(folds_tables(result) if result.folds else [metrics_table(result.metrics)]),
                  *([f"resolved config: {run.path / CONFIG}",
                     f"trained {result.epochs_run} epochs in {result.seconds:.2f}s"]
                    if verbose else []),
                  f"run directory: {run.path}" if chief else
                  "done; the chief (worker 0) writes the run directory"])
     document = {"run_dir": str(run.path), "epochs": result.epochs_run,
-                "seconds": round(result.seconds, 3), "metrics": result.metrics}
+                "seconds": round(result.seconds, 3), "metrics": result.metrics,
+                **({"early_stopping": result.early_stopping} if result.early_stopping else {}),
+                **({"std": result.std, "folds": result.folds, "model_fold": result.model_fold}
+                   if result.folds else {})}
     if not chief:
         return
     try:

@@ -28,6 +28,23 @@ def metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
     return table
 
 
+def folds_tables(result: Any) -> list[Table]:
+    """k-fold runs: per split, each fold's value of every metric and their mean ± std."""
+    tables: list[Table] = []
+    for split, means in result.metrics.items():
+        table = Table(title=f"{split} metrics of {len(result.folds)} folds (eval and predict "
+                      f"use fold {result.model_fold})", title_justify="left")
+        table.add_column("metric")
+        for fold in result.folds:
+            table.add_column(f"fold {fold['fold']}", justify="right")
+        table.add_column("mean ± std", justify="right")
+        for name, mean in means.items():
+            table.add_row(name, *(f"{fold[split][name]:.4f}" for fold in result.folds),
+                          f"{mean:.4f} ± {result.std[split][name]:.4f}")
+        tables.append(table)
+    return tables
+
+
 def summary_table(model: Any) -> Table:
     table = Table(title="model", title_justify="left")
     table.add_column("layer")

@@ -119,6 +119,9 @@ class Split(Section):
     shuffle: bool = True
     # null: stratify when the task is classification.
     stratify: bool | None = None
+    # k-fold cross-validation over the rows that are not test rows: K models, each validated
+    # on its own fold (so `validation` must stay 0). null: one split, one model.
+    folds: Annotated[int, Field(ge=2)] | None = None
 
     @model_validator(mode="after")
     def _leaves_training_rows(self) -> "Split":
@@ -126,6 +129,10 @@ class Split(Section):
             raise PydanticCustomError(
                 "split", "validation + test must leave rows for training (sum < 1), got "
                 "{total}", {"total": round(self.validation + self.test, 6)})
+        if self.folds is not None and self.validation > 0:
+            raise PydanticCustomError(
+                "split", "with folds each fold is the validation rows of one model; remove "
+                "validation (got {v})", {"v": self.validation})
         return self
 
 
@@ -173,6 +180,29 @@ MissingPolicy = Annotated[
 Normalize = Literal["none", "standard", "minmax"]
 
 
+# Regression only: train on (y - mean) / std of the training rows; the model ends in a fixed
+# Rescaling layer that undoes it, so its outputs, the metrics and eval are in the target's units.
+TargetNormalize = Literal["none", "standard"]
+
+
+def _class_weight(value: Any) -> Any:
+    """A 'before' validator: balanced, or {label: weight}."""
+    if isinstance(value, str) and value != "balanced":
+        raise PydanticCustomError("class_weight", "expected balanced or {label: weight}, got "
+                                  "'{v}'{hint}", {"v": value,
+                                                   "hint": did_you_mean(value, ["balanced"])})
+    if not isinstance(value, (str, dict)):
+        raise PydanticCustomError("class_weight", "expected balanced or {label: weight}, got "
+                                  "{v}", {"v": repr(value)})
+    return value
+
+
+# balanced: each class weighs n_rows / (n_classes * its row count), counted on the training
+# rows; or a weight per label, in the data's own labels (unnamed classes weigh 1).
+ClassWeight = Annotated[Union[Literal["balanced"], dict[Union[str, int], PositiveFloat]],
+                        BeforeValidator(_class_weight)]
+
+
 class GeneratedData(Section):
     """Data drawn in memory by a named generator (see `nntrain generate-data --list`)."""
 
@@ -185,6 +215,7 @@ class GeneratedData(Section):
     seed: int | None = None  # training.seed when omitted
     split: Split = Split()
     normalize: Normalize = "none"
+    target_normalize: TargetNormalize = "none"
 
     @field_validator("generator")
     @classmethod
@@ -236,6 +267,7 @@ class CsvData(FileData):
     split: Split = Split()
     missing: MissingPolicy = "error"
     normalize: Normalize = "none"
+    target_normalize: TargetNormalize = "none"
     # Read the file in batches while training instead of loading it whole: for files larger
     # than memory. Labels must be numbers; rows go to splits by a hash of their row number.
     stream: bool = False
@@ -254,6 +286,7 @@ class NpzData(FileData):
     split: Split = Split()
     missing: MissingPolicy = "error"
     normalize: Normalize = "none"
+    target_normalize: TargetNormalize = "none"
 
 
 class NpyPair(Section):
@@ -273,6 +306,7 @@ class NpyData(FileData):
     split: Split = Split()
     missing: MissingPolicy = "error"
     normalize: Normalize = "none"
+    target_normalize: TargetNormalize = "none"
 
 
 DataConfig = Annotated[Union[GeneratedData, CsvData, NpzData, NpyData],
@@ -348,6 +382,7 @@ class TrainingConfig(Section):
     seed: int = 42
     early_stopping: EarlyStopping | None = None
     lr_schedule: LrSchedule | None = None
+    class_weight: ClassWeight | None = None  # classification only; see ClassWeight
     # Batches run per call into the compiled training step. Each call costs ~1 ms of Python,
     # which dominates small models: 32 made batch-32 training 2.9x faster than plain fit
     # (docs/benchmarks.md). The batches and their order are the same whatever the value.

@@ -130,7 +130,8 @@ def epochs_dataset(ds: Dataset, cfg: TrainingConfig, epoch_of: Callable[[], int]
 def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
              checkpoint: Checkpoint | None, save: SaveCallback, monitors: dict[str, str],
              stop: StopRequest, on_epoch: EpochCallback | None = None,
-             on_batch: BatchCallback | None = None, one_fit: bool = True) -> LoopResult:
+             on_batch: BatchCallback | None = None, one_fit: bool = True,
+             class_weight: dict[int, float] | None = None) -> LoopResult:
     """Train from ``state`` to cfg.epochs; the model is compiled and restored already.
 
     The rest of an epoch stopped half-way is one ``fit`` over its remaining batches. The
@@ -239,7 +240,8 @@ def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
                         state.plateau_wait = 0
 
     hook = Hook()
-    fit = dict(validation_data=validation, callbacks=[hook], shuffle=False, verbose=0)
+    fit = dict(validation_data=validation, callbacks=[hook], shuffle=False, verbose=0,
+               class_weight=class_weight)
     if validation is not None and not ds.streamed:  # else fit's default is 32 for datasets
         fit["validation_batch_size"] = cfg.batch_size
     if stop:

@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nntrain import registry
+from nntrain.training.class_weights import by_label, resolve_class_weight
 from nntrain.config import LoadedConfig
 from nntrain.config.schema import RunConfig
 from nntrain.data.dataset import Dataset, load_dataset
 from nntrain.errors import ConfigError, did_you_mean
 from nntrain.model import build_loss, build_metrics, build_model, build_optimizer, input_shape_of
+from nntrain.training.target_scale import TargetScale, fit_target_scale
 from nntrain.targets import Targets, fit_targets
 from nntrain.tf import import_keras
 from nntrain.training import distribute
@@ -32,10 +34,22 @@ class Prepared:
     monitors: dict[str, str] = field(default_factory=dict)  # see monitors()
     strategy: Any = None  # the tf.distribute strategy; None on one device
     chief: bool = True  # False on the other workers of a multi-worker run: they write nothing
+    class_weight: dict[int, float] | None = None  # training.class_weight by class index
+    target_scale: TargetScale | None = None  # data.target_normalize; undone inside the model
 
     @property
     def config(self) -> RunConfig:
         return self.loaded.config
+
+    def learned(self) -> dict[str, Any]:
+        """For the manifest: the class weights and target scaling learned from the training
+        rows, when the config asks for them."""
+        out: dict[str, Any] = {}
+        if self.class_weight is not None:
+            out["class_weight"] = by_label(self.class_weight, self.targets)
+        if self.target_scale is not None:
+            out["target_normalize"] = self.target_scale.to_json()
+        return out
 
     def scope(self) -> contextlib.AbstractContextManager[Any]:
         """Where variables are created: the strategy's scope, to be mirrored."""
@@ -59,12 +73,18 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     if shape is not None and shape != data_shape:
         raise ConfigError.at(("model", "input_shape"), f"the data has input shape {data_shape} "
                              f"({ds.n_features} features) but the model expects {shape}")
+    weights = resolve_class_weight(config.training.class_weight, targets=targets,
+                                   y_train=ds.y_train, streamed=ds.streamed)
+    scale = target_scale_of(config, ds, targets.task)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = build_model(config.model, tuple(shape or data_shape),
                             normalization=ds.preprocessing.normalization)
+        if scale is not None:
+            model.add(scale.layer(keras))
     distribute.prepare_model(model, strategy)
     prepared = Prepared(loaded, ds, model, targets, notes=list(ds.notes),
-                        strategy=strategy, chief=cluster is None or cluster.chief)
+                        strategy=strategy, chief=cluster is None or cluster.chief,
+                        class_weight=weights, target_scale=scale)
     # Dry-build what fit() compiles with, so that a misspelled argument of the loss, optimizer
     # or a metric is reported by `validate`, and by `train` before it creates a run directory.
     problems = []
@@ -81,6 +101,21 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     return prepared
 
 
+def target_scale_of(config: RunConfig, ds: Dataset, task: str) -> TargetScale | None:
+    """data.target_normalize, fitted on the training targets; regression only."""
+    kind = getattr(config.data, "target_normalize", "none")
+    if kind == "none":
+        return None
+    if task != "regression":
+        raise ConfigError.at(("data", "target_normalize"), f"scales a regression target; "
+                             f"{config.training.loss.name} is a classification loss (remove "
+                             "data.target_normalize)")
+    if ds.streamed:
+        raise ConfigError.at(("data", "target_normalize"), "needs the training targets' mean "
+                             "and spread, which data.stream does not hold; remove it")
+    return fit_target_scale(kind, ds.y_train)
+
+
 def metric_names(config: RunConfig) -> list[str]:
     """The names Keras logs: loss and each metric, with val_ versions when validating."""
     return ["loss", *(m.args.get("name", m.name) for m in config.training.metrics)]
@@ -90,7 +125,9 @@ def monitors(prepared: Prepared) -> dict[str, str]:
     """What early stopping and reduce-on-plateau watch; 'val_x' falls back to 'x' when there are
     no validation rows, which the run's notes say."""
     cfg = prepared.config.training
-    has_val = len(prepared.dataset.x_val) > 0
+    # k-fold runs validate every model on its own fold (folds.py)
+    has_val = len(prepared.dataset.x_val) > 0 or bool(
+        getattr(prepared.config.data.split, "folds", None))
     names = metric_names(prepared.config)
     logged = names + [f"val_{n}" for n in names] if has_val else names
     out: dict[str, str] = {}

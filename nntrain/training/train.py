@@ -28,6 +28,8 @@ from nntrain.runs.rundir import (CONFIG, HISTORY, LABELS, MANIFEST, METRICS, Bac
                                  RunDir, read_json, timestamp)
 from nntrain.training import checkpoint, distribute
 from nntrain.training.checkpoint import CHECKPOINT, Checkpoint, LoopState
+from nntrain.training.early_stopping import early_stopping_record
+from nntrain.training.folds import check_folds, train_folds
 from nntrain.training.loop import BatchCallback, EpochCallback, StopRequest, loss_first, run_loop
 from nntrain.training.prepare import Prepared, compile_model, prepare
 from nntrain.training.tensorboard_log import TENSORBOARD, TensorBoardLog
@@ -39,6 +41,11 @@ class TrainResult:
     metrics: dict[str, dict[str, float]]
     epochs_run: int
     seconds: float
+    early_stopping: dict[str, Any] | None = None  # see early_stopping.early_stopping_record
+    # k-fold runs (data.split.folds): metrics are the folds' means; see folds.py
+    folds: list[dict[str, Any]] | None = None
+    std: dict[str, dict[str, float]] | None = None
+    model_fold: int | None = None
 
 
 def evaluate_splits(model: Any, prepared: Prepared) -> dict[str, dict[str, float]]:
@@ -151,10 +158,18 @@ def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = 
     # Started first, so that matplotlib loads on another core while TensorFlow does.
     with Painter.start(loaded.config.output.plots) as painter:
         prepared = prepare(loaded)
+        folds = getattr(prepared.config.data.split, "folds", None)
+        if folds:
+            check_folds(prepared, resume)
         if on_prepared is not None:
             on_prepared(prepared)
         kwargs = dict(argv=argv or sys.argv, force=force, resume=resume, stop=stop,
                       on_epoch=on_epoch, on_batch=on_batch, painter=painter)
+        if folds:
+            return train_folds(prepared, train_one=_train,
+                               name=loaded.config.output.name
+                               or _default_name(loaded.source.name),
+                               **{k: v for k, v in kwargs.items() if k != "resume"})
         if prepared.chief:
             return _train(prepared, **kwargs)
         # The other workers make the same calls as the chief (saving and evaluating run
@@ -181,7 +196,7 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
         history = history_csv(state.rows)
         record = manifest(prepared.loaded, prepared.dataset, prepared.targets.task, run, status,
                           command=session.command, started=session.started, seconds=elapsed,
-                          epochs=state.epoch, resumes=session.resumes)
+                          epochs=state.epoch, resumes=session.resumes) | prepared.learned()
 
         def write() -> None:
             run.write_text(HISTORY, history)
@@ -225,7 +240,8 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
         result = run_loop(prepared.model, prepared.dataset, prepared.config.training,
                           state=session.state, checkpoint=session.checkpoint, save=save,
                           monitors=prepared.monitors, stop=stop, on_epoch=board or on_epoch,
-                          on_batch=on_batch, one_fit=prepared.strategy is None)
+                          on_batch=on_batch, one_fit=prepared.strategy is None,
+                          class_weight=prepared.class_weight)
         if board is not None:
             board.close()
         writes.close()
@@ -272,10 +288,16 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
             painter.submit(plot_jobs(prepared.model, prepared.dataset, prepared.targets,
                                       run.staging, history))
         metrics = evaluate_splits(prepared.model, prepared)
-        outcome = TrainResult(history, metrics, result.state.epoch, result.seconds)
-        run.write_json(METRICS, metrics)
+        stopping = early_stopping_record(prepared.config.training,
+                                         prepared.monitors.get("early_stopping"), result.state)
+        outcome = TrainResult(history, metrics, result.state.epoch, result.seconds, stopping)
+        run.write_json(METRICS, {**metrics, **({"early_stopping": stopping} if stopping else {})})
         if prepared.targets.labels:
             run.write_json(LABELS, prepared.targets.to_json())
+        if prepared.targets.is_classifier:
+            from nntrain.training.per_class import PER_CLASS, per_class_csv  # eval's numbers
+
+            run.write_text(PER_CLASS, per_class_csv(prepared))
         if prepared.dataset.preprocessing.recorded:
             run.write_json(PREPROCESSING, prepared.dataset.preprocessing.to_json(
                 prepared.dataset.feature_names))

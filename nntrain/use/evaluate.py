@@ -69,10 +69,10 @@ def evaluate(model: str | Path, data: str | None = None, *, target: str | None =
     return result
 
 
-def _outputs(trained: Trained, batches: Iterator[tuple[np.ndarray, np.ndarray]]
-             ) -> tuple[np.ndarray, np.ndarray]:
+def _outputs(trained: Trained, batches: Iterator[tuple[np.ndarray, np.ndarray]],
+             forward: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Model outputs and targets of every row; the inputs are not kept."""
-    forward = forward_pass(trained.model)
+    forward = forward or forward_pass(trained.model)
     outputs, targets = [], []
     for x, y in batches:
         outputs.append(forward(x))
@@ -110,6 +110,16 @@ def _add_classification(result: Evaluation, trained: Trained, outputs: np.ndarra
                                   "support": actual_i}
     # Accuracy from the decisions, for runs trained without an accuracy metric.
     result.metrics.setdefault("accuracy", float(np.trace(cm) / max(cm.sum(), 1)))
+
+
+def per_class(trained: Trained, batches: Iterator[tuple[np.ndarray, np.ndarray]],
+              forward: Any = None) -> dict[str, dict[str, float | int | None]]:
+    """Precision, recall, F1 and support per class of a classifier on (x, y) batches, as
+    ``nntrain eval`` reports them (``forward``: a forward_pass to reuse)."""
+    outputs, y = _outputs(trained, batches, forward)
+    result = Evaluation(trained.name, "", len(y), trained.targets.task, {})
+    _add_classification(result, trained, outputs, y)
+    return result.per_class
 
 
 def _add_regression(result: Evaluation, outputs: np.ndarray, y: np.ndarray) -> None:
