@@ -8,7 +8,7 @@ state, which cannot be restored after a restart, so nntrain shuffles each epoch 
 bit-exact). This program does the same by hand. With `--no-shuffle` it is the tutorial's code
 exactly, with `shuffle=False` passed to `fit`.
 
-Run as a script it prints the test loss and accuracy as JSON.
+Run as a script it prints the test loss and accuracy, and the trained weights, as JSON.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def run(seed: int = 42, shuffle: bool = True) -> dict[str, float]:
     else:
         model.fit(X_train, y_train, epochs=10, batch_size=32, shuffle=False, verbose=0)
     loss, accuracy = model.evaluate(X_test, y_test, verbose=0)
-    return {"loss": float(loss), "accuracy": float(accuracy)}
+    return {"loss": float(loss), "accuracy": float(accuracy),
+            "weights": [w.tolist() for w in model.get_weights()]}
 
 
 if __name__ == "__main__":

@@ -30,6 +30,14 @@ def test_tutorial_matches_the_hand_written_keras_program(cli, tmp_path, shuffle)
         capture_output=True, text=True, check=True).stdout)
     run_dir, _ = train(cli, ROOT / "configs" / "tutorial.yaml",
                        "--set", f"training.shuffle={str(shuffle).lower()}")
+    # The weights, not 20 rows' accuracy (which a different model can match by chance):
+    # bit for bit, float32 -> float64 -> JSON -> float64 being exact.
+    import keras
+
+    weights = keras.models.load_model(run_dir / "model.keras").get_weights()
+    assert len(weights) == len(ref["weights"]) == 6
+    for mine, theirs in zip(weights, ref["weights"]):
+        assert np.array_equal(mine, np.asarray(theirs, dtype=np.float32))
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert test["loss"] == pytest.approx(ref["loss"], rel=1e-5, abs=1e-6)
     assert test["accuracy"] == pytest.approx(ref["accuracy"], abs=1e-6)
@@ -50,7 +58,7 @@ def test_run_directory_contents(cli, tiny, tmp_path):
     assert run_dir == Path("runs") / "tiny"
     assert sorted(p.name for p in (tmp_path / run_dir).iterdir()) == [
         "baseline.json", "checkpoint.npz", "config.yaml", "curves.png", "decision_boundary.png",
-        "history.csv", "manifest.json", "metrics.json", "model.keras"]
+        "history.csv", "manifest.json", "metrics.json", "model.keras", "per_class.csv"]
     assert not list((tmp_path / "runs").glob(".*")), "no staging leftovers"
     with open(run_dir / "history.csv") as fh:
         rows = list(csv.DictReader(fh))

@@ -49,7 +49,9 @@ data:
   generator: moons           # two interleaving half circles, labels 0 and 1
   samples: 1000
   noise: 0.2
-{csv}  split:
+{csv}  normalize: standard        # each input scaled by the training rows' mean and std,
+                             # inside the saved model (real tables need it: see README)
+  split:
     validation: 0.1          # watched during training
     test: 0.2                # scored once at the end
 
@@ -71,7 +73,9 @@ data:
   samples: 1000
   classes: 3
   noise: 1.5
-{csv}  split:
+{csv}  normalize: standard        # each input scaled by the training rows' mean and std,
+                             # inside the saved model (real tables need it: see README)
+  split:
     validation: 0.1          # watched during training
     test: 0.2                # scored once at the end
 
@@ -92,7 +96,10 @@ data:
   generator: sine            # y = sin(x) + noise
   samples: 1000
   noise: 0.05
-{csv}  split:
+{csv}  normalize: standard        # each input scaled by the training rows' mean and std,
+                             # inside the saved model (real tables need it: see README)
+  target_normalize: standard # the target too; predictions stay in its units
+  split:
     validation: 0.1          # watched during training
     test: 0.2                # scored once at the end
 
