@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 
 from nntrain.training.class_weights import resolve_class_weight
+from nntrain.training.per_class import PER_CLASS
 from nntrain.training.prepare import Prepared, monitors, target_scale_of
+from nntrain.data.baseline import BASELINE
 from nntrain.data.dataset import Dataset
-from nntrain.data.preprocess import fit_normalization
+from nntrain.data.preprocess import PREPROCESSING, fit_normalization
 from nntrain.errors import ConfigError, Interrupted
 from nntrain.model import build_model
 from nntrain.runs.record import config_text, manifest
@@ -194,7 +196,8 @@ def _write_parent(run: RunDir, prepared: Prepared, results: list[Any], best: int
              for k, (_, r, _) in enumerate(results, start=1)]
     run.write_text(CONFIG, config_text(prepared.loaded, run))
     run.write_json(METRICS, {**mean, "std": std, "folds": folds, "model_fold": best + 1})
-    for name in (MODEL, LABELS, "preprocessing.json", "per_class.csv"):
+    # What eval, predict and explain read beside the model: the chosen fold's own files.
+    for name in (MODEL, LABELS, PREPROCESSING, BASELINE, PER_CLASS):
         if (fold_dir / name).exists():
             shutil.copy2(fold_dir / name, run.file(name))
     epochs = sum(r.epochs_run for _, r, _ in results)
