@@ -13,6 +13,7 @@ Painter), whose entry point is _helper.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import pickle
 import signal
 import subprocess
@@ -36,6 +37,7 @@ CURVES = "curves.png"
 DECISION_BOUNDARY = "decision_boundary.png"
 PREDICTED_VS_ACTUAL = "predicted_vs_actual.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
+IMAGE_GRID = "test_pictures.png"
 
 DPI = 100
 # Decision-boundary resolution per axis: 150 x 150 predictions take a few milliseconds for the
@@ -45,6 +47,10 @@ GRID = 150
 MAX_POINTS = 5000
 # Rows per forward pass when predicting for a plot: bounds memory for large grids or splits.
 CHUNK = 16384
+# Test pictures in a run's image grid: a 5 x 5 grid shows what the model gets wrong, and is
+# small to draw.
+MAX_PICTURES = 25
+MISS = "#d62728"
 # Colours per class (matplotlib's tab10); classes beyond ten cycle.
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
            "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
@@ -60,7 +66,9 @@ def plot_jobs(model: Any, ds: Dataset, targets: Targets, directory: Path,
     """What every picture that fits this run needs, the model's predictions computed here."""
     jobs: list[Job] = [("curves", (history, directory / CURVES), {})]
     if ds.streamed:
-        return jobs  # the rows stay in the file (data.stream): too many to plot
+        # The rows stay in the file (data.stream): too many to plot. Pictures (source: images)
+        # get a grid of test pictures with their predicted labels.
+        return jobs + image_grid_jobs(model, ds, targets, directory)
     if targets.task == "regression":
         split, x, y = next((s, x, y) for s, x, y in (("test", ds.x_test, ds.y_test),
                                                       ("validation", ds.x_val, ds.y_val),
@@ -348,6 +356,62 @@ def plot_confusion_matrix(matrix: Any, labels: Sequence[str], path: Path, *,
     return _save(fig, path)
 
 
+def image_grid_jobs(model: Any, ds: Dataset, targets: Targets, directory: Path) -> list[Job]:
+    """The grid of test pictures (predicted label over each, misses framed in red with the
+    true one) for a run on pictures (data/images.py); nothing for other data."""
+    from nntrain.data.images import is_image_dataset
+
+    if not is_image_dataset(ds):
+        return []
+    split = next((s for s in ("test", "validation", "train") if len(ds.split(s)[0])), None)
+    if split is None:
+        return []
+    rows = ds.split(split)[0]
+    # A fixed sample across the split (its files are in class order): every class shows.
+    pick = np.sort(np.random.RandomState(0).permutation(len(rows))[:MAX_PICTURES])
+    sample = dataclasses.replace(rows, files=[rows.files[i] for i in pick],
+                                 labels=rows.labels[pick])
+    x, y = next(sample.pipeline(MAX_PICTURES, encoding=ds.target_encoding)
+                .as_numpy_iterator())
+    predicted, _ = targets.decode(predict(model, x))
+    pixels = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    return [("image_grid", (pixels, targets.class_indices(y), predicted, targets.classes,
+                            directory / IMAGE_GRID), {"split": split})]
+
+
+def plot_image_grid(pixels: np.ndarray, true: np.ndarray, predicted: np.ndarray,
+                    labels: Sequence[str], path: Path, *, split: str = "test") -> Path:
+    """Pictures (uint8, rows x height x width x channels) in a grid, each titled with its
+    predicted label; a miss is framed in red and titled with the true label too."""
+    n = len(pixels)
+    cols = min(5, max(n, 1))
+    rows = max(1, -(-n // cols))
+    height = 1.9 * rows + 0.9
+    fig = _figure(1.7 * cols + 0.2, height, left=0.1, right=0.1)
+    fig.subplots_adjust(bottom=0.1 / height, top=1 - 0.85 / height, hspace=0.6)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    misses = 0
+    for ax, picture, t, p in zip(axes, pixels, true.tolist(), predicted.tolist()):
+        gray = picture.shape[-1] == 1
+        ax.imshow(picture[..., 0] if gray else picture, cmap="gray" if gray else None,
+                  vmin=0, vmax=255, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if t == p:
+            ax.set_title(labels[p], fontsize=9)
+            continue
+        misses += 1
+        ax.set_title(f"{labels[p]}\n(true: {labels[t]})", fontsize=9, color=MISS)
+        for spine in ax.spines.values():
+            spine.set_color(MISS)
+            spine.set_linewidth(3)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.suptitle(f"{n} {split} pictures: the predicted label above each\n{misses} missed "
+                 "(framed in red, with the true label)", fontsize=10, y=1 - 0.1 / height)
+    return _save(fig, path)
+
+
 def _figure(width: float, height: float, *, left: float = 0.75, right: float = 0.25,
             wspace: float = 0.3) -> Figure:
     """A figure on the Agg canvas with fixed margins (in inches).
@@ -379,4 +443,4 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 DRAW = {"curves": plot_curves, "predicted_vs_actual": plot_predicted_vs_actual,
-        "decision_boundary": plot_decision_boundary}
+        "decision_boundary": plot_decision_boundary, "image_grid": plot_image_grid}

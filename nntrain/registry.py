@@ -44,6 +44,17 @@ LAYERS: dict[str, str] = {
     "simple_rnn": "SimpleRNN",
     "lstm": "LSTM",
     "gru": "GRU",
+    # Pictures (README, "Pictures"): scaling, and augmentation that is active only in
+    # training; both are saved in the model, so it takes raw pixels.
+    "rescaling": "Rescaling",
+    "resizing": "Resizing",
+    "center_crop": "CenterCrop",
+    "random_flip": "RandomFlip",
+    "random_rotation": "RandomRotation",
+    "random_zoom": "RandomZoom",
+    "random_translation": "RandomTranslation",
+    "random_contrast": "RandomContrast",
+    "random_brightness": "RandomBrightness",
 }
 
 # Activations Keras serialises by name. The tutorial's six come first.

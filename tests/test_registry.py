@@ -38,6 +38,15 @@ LAYER_CASES = {
     "simple_rnn": ({"units": 3}, [5, 2]),
     "lstm": ({"units": 3}, [5, 2]),
     "gru": ({"units": 3}, [5, 2]),
+    "rescaling": ({"scale": 0.00392156862745098}, [8, 8, 3]),
+    "resizing": ({"height": 4, "width": 4}, [8, 8, 3]),
+    "center_crop": ({"height": 4, "width": 4}, [8, 8, 3]),
+    "random_flip": ({"mode": "horizontal"}, [8, 8, 3]),
+    "random_rotation": ({"factor": 0.1}, [8, 8, 3]),
+    "random_zoom": ({"height_factor": 0.1}, [8, 8, 3]),
+    "random_translation": ({"height_factor": 0.1, "width_factor": 0.1}, [8, 8, 3]),
+    "random_contrast": ({"factor": 0.2}, [8, 8, 3]),
+    "random_brightness": ({"factor": 0.2}, [8, 8, 3]),
 }
 
 

@@ -78,7 +78,8 @@ ConfigArg = Annotated[Path, typer.Argument(help="The run's YAML config file.", m
 DataOpt = Annotated[Optional[str], typer.Option(
     "--data", "-d", metavar="FILE",
     help="Read the data from this file, or - for standard input, instead of the config's "
-         "data.path (the config's data.source must be csv or npz, and says which this is). "
+         "data.path (the config's data.source must be csv or npz, and says which this is, or "
+         "images: a folder). "
          "Relative to the working directory.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", "-s", metavar="KEY=VALUE",
@@ -226,9 +227,9 @@ def _load(config: Path, sets: list[str] | None, data: str | None) -> Any:
     if data is not None:
         section = source.data.get("data") if isinstance(source.data, dict) else None
         kind = section.get("source") if isinstance(section, dict) else None
-        if kind not in ("csv", "npz"):
-            raise UsageError(f"--data needs a config whose data.source is csv or npz (it names "
-                             f"the target); {config} has data.source: {kind}")
+        if kind not in ("csv", "npz", "images"):
+            raise UsageError(f"--data needs a config whose data.source is csv, npz or images "
+                             f"(it names the target); {config} has data.source: {kind}")
         overrides.append(f"data.path={json.dumps(data)}")
     return validate_source(source, overrides)
 
@@ -315,8 +316,11 @@ def generate_data(
         show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the generators and exit.")] = False,
+    image_size: Annotated[int, typer.Option(
+        "--image-size", metavar="PIXELS", help="shapes: the pictures' width and height.")] = 32,
 ) -> None:
-    """Write a synthetic dataset as CSV or NPZ to a file or stdout."""
+    """Write a synthetic dataset as CSV or NPZ to a file or stdout; `shapes` writes a folder of
+    pictures (circle/, square/, triangle/) to -o FOLDER."""
     from nntrain import registry
     from nntrain.data.formats import choose_format, encode
     from nntrain.data.synthetic import GENERATORS, generate
@@ -324,10 +328,21 @@ def generate_data(
     if list_:
         for name, gen in GENERATORS.items():
             print(f"{name:<11} {gen.task:<15} {gen.summary}")
+        print(f"{'shapes':<11} {'pictures':<15} circles, squares and triangles as PNG files "
+              "in class folders (-o FOLDER)")
         return
     if generator is None:
         raise UsageError("name a generator, e.g. `nntrain generate-data moons`; "
                          "`--list` shows them all")
+    if generator == "shapes":
+        from nntrain.data.shapes import write_shapes
+
+        if output == "-":
+            raise UsageError("shapes writes a folder of pictures; name it with -o FOLDER")
+        folder = write_shapes(Path(output), samples, image_size, noise, seed, force)
+        stderr().print(f"wrote {samples} pictures ({image_size}x{image_size}) to {folder}/",
+                        markup=False)
+        return
     name = registry.resolve("generator", generator, GENERATORS)
     gen = GENERATORS[name]
     if features is not None and features < gen.min_features:
@@ -365,8 +380,9 @@ def eval_(
     model: ModelArg,
     data: Annotated[Optional[str], typer.Option(
         "--data", "-d", metavar="FILE",
-        help="Score the rows of this CSV file or .npz archive (- for a CSV on stdin) instead of "
-             "the run's test rows; labels are mapped through the run's labels.json.")] = None,
+        help="Score the rows of this CSV file or .npz archive (- for a CSV on stdin), or the "
+             "pictures of a folder of class folders, instead of the run's test rows; labels "
+             "are mapped through the run's labels.json.")] = None,
     target: TargetOpt = None,
     loss: Annotated[Optional[str], typer.Option(
         "--loss", metavar="NAME", help="The loss to report (default: the run's, or the one "
@@ -417,7 +433,9 @@ def predict(
     model: ModelArg,
     data: Annotated[str, typer.Option(
         "--data", "-d", metavar="FILE", help="The CSV file to predict (- for stdin): a header "
-        "row and the run's feature columns; other columns are ignored.", show_default=False)],
+        "row and the run's feature columns; other columns are ignored. Or a picture (PNG, "
+        "JPEG, BMP, GIF), or a folder of them: one row per picture, its path first.",
+        show_default=False)],
     fmt: Annotated[str, typer.Option(
         "--format", "-f", metavar="csv|jsonl", help="csv (with a header) or jsonl (one JSON "
         "object per line, same fields).")] = "csv",
@@ -430,8 +448,11 @@ def predict(
     """
     from nntrain.use.predict import predict as predict_rows
 
+    def note(text: str) -> None:
+        stderr().print(f"note: {text}", markup=False)
+
     with until_the_reader_leaves():
-        for text in predict_rows(model, data, fmt=fmt):
+        for text in predict_rows(model, data, fmt=fmt, on_note=note):
             sys.stdout.write(text)
 
 
@@ -520,8 +541,9 @@ def export(
         "--output", "-o", metavar="PATH", help="Where to write it. Default: RUN/export/ "
         "(model.tflite, model-int8.tflite, saved_model/, model.onnx).")] = None,
     data: Annotated[Optional[str], typer.Option(
-        "--data", "-d", metavar="FILE", help="CSV rows to check (and calibrate) the export "
-        "with, instead of the run's own data; needed for a bare .keras file.")] = None,
+        "--data", "-d", metavar="FILE", help="CSV rows (or a folder of pictures) to check "
+        "(and calibrate) the export with, instead of the run's own data; needed for a bare "
+        ".keras file.")] = None,
     tolerance: Annotated[Optional[float], typer.Option(
         "--tolerance", min=0.0, help="Accepted difference from the Keras model, relative to "
         "max(1, largest output): the largest one (default 1e-4; float16 1e-2), or for int8 the "

@@ -94,7 +94,7 @@ class TrainingDisplay:
             return
         self.console.print(summary)
         self.console.print(f"data: {ds.source}, {len(ds.x_train)} train / {len(ds.x_val)} "
-                           f"validation / {len(ds.x_test)} test rows, {ds.n_features} features; "
+                           f"validation / {len(ds.x_test)} test rows, {_inputs(ds)}; "
                            f"model: {prepared.model.count_params():,} parameters", markup=False)
         if self.verbosity >= VERBOSE:
             for line in run_details(prepared):
@@ -229,3 +229,9 @@ def epoch_event(epoch: int, total: int, logs: dict[str, float], seconds: float) 
 def end_event(document: dict[str, Any]) -> dict[str, Any]:
     """The last --jsonl line: the --json document with "event": "end" in front."""
     return {"event": "end", **document}
+
+
+def _inputs(ds: Any) -> str:
+    """'2 features', or for pictures 'inputs 32x32x1' (height x width x channels)."""
+    shape = ds.x_train.shape[1:]
+    return f"inputs {'x'.join(map(str, shape))}" if len(shape) > 1 else f"{ds.n_features} features"

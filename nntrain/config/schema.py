@@ -309,7 +309,20 @@ class NpyData(FileData):
     target_normalize: TargetNormalize = "none"
 
 
-DataConfig = Annotated[Union[GeneratedData, CsvData, NpzData, NpyData],
+class ImageData(Section):
+    """A folder of pictures with one sub-folder per class (the Keras convention): PNG, JPEG,
+    BMP or GIF files, streamed from disk in batches. See README, "Pictures"."""
+
+    source: Literal["images"]
+    path: str  # the folder; relative paths are relative to the config file
+    # [height, width]: every picture is resized to it (bilinear, the aspect ratio is not
+    # kept). Omitted: every picture must have the size of the first one.
+    image_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
+    color_mode: Literal["grayscale", "rgb"] = "rgb"
+    split: Split = Split()
+
+
+DataConfig = Annotated[Union[GeneratedData, CsvData, NpzData, NpyData, ImageData],
                        Field(discriminator="source")]
 
 

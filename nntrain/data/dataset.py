@@ -10,7 +10,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from nntrain.config.schema import CsvData, GeneratedData, NpyData, NpzData, Split
+from nntrain.config.schema import CsvData, GeneratedData, ImageData, NpyData, NpzData, Split
 from nntrain.data import synthetic
 from nntrain.data.arrays import read_npy, read_npz
 from nntrain.data.csvfile import Missing, Table, read_csv
@@ -137,6 +137,10 @@ class Dataset:
         x, y = self.split(split)
         if not self.streamed:
             return {"x": x, "y": y, "batch_size": batch_size}
+        if hasattr(x, "pipeline"):  # pictures: data/images.py
+            data = x.pipeline(batch_size, shuffle=shuffle, seed=seed,
+                              encoding=self.target_encoding)
+            return {"x": data.skip(skip) if skip else data}
         data = stream.pipeline(x, batch_size, shuffle=shuffle, seed=seed,
                                encoding=self.target_encoding, fill=self.preprocessing.fill,
                                labels=self.numeric_labels)
@@ -168,6 +172,8 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Path,
     """
     if isinstance(cfg, CsvData) and cfg.stream:
         return _streamed(cfg, seed, base_dir)
+    if isinstance(cfg, ImageData):
+        return _pictures(cfg, seed, base_dir, classification=stratify_default)
     check_separate_files(cfg)
     policy = policy_name(getattr(cfg, "missing", "error"))
     tables, names = _read_tables(cfg, seed, base_dir, _parser_missing(policy))
@@ -214,6 +220,21 @@ def _streamed(cfg: CsvData, seed: int, base_dir: Path) -> Dataset:
         ds.notes.append(f"dropped {preprocessing.dropped} row"
                         f"{'s' if preprocessing.dropped != 1 else ''} with missing values "
                         "(data.missing: drop)")
+    return ds
+
+
+def _pictures(cfg: ImageData, seed: int, base_dir: Path, classification: bool) -> Dataset:
+    """Pictures in class folders (data/images.py): split as every source's rows are, then
+    read from disk in batches."""
+    from nntrain.data.images import read_pictures
+
+    pictures = read_pictures(cfg, local_path(cfg.path, base_dir), classification=classification)
+    stratify = cfg.split.stratify if cfg.split.stratify is not None else classification
+    parts = split_rows(len(pictures.labels), cfg.split, seed,
+                       pictures.labels if stratify else None)
+    ds = Dataset(*(rows for part in parts for rows in pictures.rows(part)), [],
+                 list(pictures.folder.classes), pictures.fingerprint, pictures.source)
+    ds.notes += pictures.notes
     return ds
 
 

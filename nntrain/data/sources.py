@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Union
 
-from nntrain.config.schema import CsvData, GeneratedData, NpyData, NpzData
+from nntrain.config.schema import CsvData, GeneratedData, ImageData, NpyData, NpzData
 from nntrain.errors import ConfigError
 
-DataConfig = Union[GeneratedData, CsvData, NpzData, NpyData]
+DataConfig = Union[GeneratedData, CsvData, NpzData, NpyData, ImageData]
 
 
 def data_files(cfg: DataConfig) -> dict[str, Any]:

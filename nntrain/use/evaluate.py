@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from nntrain.data.images import is_picture_source
 from nntrain.errors import UsageError, at_file
 from nntrain.model import build_loss, build_metrics
 from nntrain.use.load import (BATCH_ROWS, Trained, forward_pass, load_trained, read_labeled,
@@ -53,6 +54,10 @@ def evaluate(model: str | Path, data: str | None = None, *, target: str | None =
         inputs = ds.inputs("test", batch)  # exactly what training evaluated
         batches: Any = split_batches(ds, "test")
         what = "test"
+    elif is_picture_source(data):  # a folder of class folders
+        from nntrain.use.pictures import labeled_pictures
+
+        inputs, batches, what = labeled_pictures(trained, data, batch)
     else:
         x, y, what = read_labeled(trained, data)
         inputs = {"x": x, "y": y, "batch_size": batch}

@@ -6,6 +6,7 @@ moved into place: an export that disagrees beyond its tolerance is an error, not
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -17,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from nntrain.data.images import is_picture_source
 from nntrain.errors import ExportMismatch, NntrainError, UsageError, at_file
 from nntrain.runs.rundir import atomic_write
 from nntrain.tf import quiet_stderr
+from nntrain.use.pictures import without_augmentation
 from nntrain.use.load import (InputRows, Trained, first_rows, load_trained, predict_all,
                              run_rows)
 
@@ -69,6 +72,9 @@ def export_model(model: str | Path, fmt: str, *, quantize: str | None = None,
         raise at_file(UsageError, dest.parent, "no such directory")
     sample, calibration = _rows(trained, data)
     expected = predict_all(trained, sample)
+    # Exported without the augmentation layers (identity outside training); checked against
+    # the whole model.
+    trained = dataclasses.replace(trained, model=without_augmentation(trained.model))
     statistic, tol = TOLERANCE[quantize]
     tol = tolerance if tolerance is not None else tol
     made_folder = not dest.parent.exists()  # RUN_DIR/export/ the first time
@@ -112,7 +118,12 @@ def default_path(trained: Trained, fmt: str, quantize: str | None) -> Path:
 
 def _rows(trained: Trained, data: str | None) -> tuple[np.ndarray, np.ndarray]:
     """(rows to check on, rows to calibrate int8 on): the run's data, or --data FILE."""
-    if data is not None:
+    if data is not None and is_picture_source(data):
+        from nntrain.pictures import picture_sample
+
+        x = picture_sample(trained, data, max(SAMPLE_ROWS, CALIBRATION_ROWS))
+        sample, calibration = x[:SAMPLE_ROWS], x[:CALIBRATION_ROWS]
+    elif data is not None:
         rows = InputRows(data, trained)
         try:
             x = next(iter(rows), np.zeros((0, *trained.input_shape), np.float32))

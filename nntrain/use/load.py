@@ -296,7 +296,8 @@ def split_batches(ds: Dataset, split: str, limit: int | None = None
     x, y = ds.split(split)
     limit = len(x) if limit is None else min(limit, len(x))
     if ds.streamed:
-        batches = ds.inputs(split, BATCH_ROWS)["x"].as_numpy_iterator()
+        # No bigger batches than asked for: a batch of pictures is decoded whole.
+        batches = ds.inputs(split, max(1, min(BATCH_ROWS, limit)))["x"].as_numpy_iterator()
     else:
         batches = ((x[i:i + BATCH_ROWS], y[i:i + BATCH_ROWS])
                    for i in range(0, limit, BATCH_ROWS))
