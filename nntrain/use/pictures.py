@@ -47,18 +47,16 @@ def _rows(trained: Trained, folder: Folder, labels: list[int]) -> ImageRows:
     return ImageRows(folder.files, np.asarray(labels, dtype=np.int64), size, channels, resize)
 
 
-def predict_pictures(trained: Trained, source: str, fmt: str,
+def predict_pictures(trained: Trained, source: str, fmt: str, columns: list[str],
                      on_note: Callable[[str], None] | None = None) -> Iterator[str]:
     """One row per picture: its path, the predicted label and a probability (or score) per
-    class; regressors: the path and the predicted value(s). Checked whole before it starts."""
-    from nntrain.use.predict import output_columns
-
+    class; regressors: the path and the predicted value(s). ``columns``: predict's own output
+    columns, whose first (the target's name) becomes 'label'. Checked whole before it starts."""
     folder = scan_pictures(source, source)
     note = folder.skipped_note()
     if note and on_note is not None:
         on_note(note)
     rows = _rows(trained, folder, [0] * len(folder.files))
-    columns = output_columns(trained)
     columns = (["path", "label", *columns[1:]] if trained.targets.is_classifier
                else ["path", *columns])
     return _predict(trained, rows, folder.shown, columns, fmt, forward_pass(trained.model))

@@ -32,7 +32,7 @@ def predict(model: str | Path, data: str, *, fmt: str = "csv",
     if is_picture_source(data):
         from nntrain.use.pictures import predict_pictures
 
-        return predict_pictures(trained, data, fmt, on_note)
+        return predict_pictures(trained, data, fmt, output_columns(trained), on_note)
     reader = InputRows(data, trained)
     forward = forward_pass(trained.model)
     return _stream(trained, reader, forward, _RowFormat(trained, fmt))
