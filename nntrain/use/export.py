@@ -119,7 +119,7 @@ def default_path(trained: Trained, fmt: str, quantize: str | None) -> Path:
 def _rows(trained: Trained, data: str | None) -> tuple[np.ndarray, np.ndarray]:
     """(rows to check on, rows to calibrate int8 on): the run's data, or --data FILE."""
     if data is not None and is_picture_source(data):
-        from nntrain.pictures import picture_sample
+        from nntrain.use.pictures import picture_sample
 
         x = picture_sample(trained, data, max(SAMPLE_ROWS, CALIBRATION_ROWS))
         sample, calibration = x[:SAMPLE_ROWS], x[:CALIBRATION_ROWS]
