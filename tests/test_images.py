@@ -203,6 +203,14 @@ def test_tflite_export_passes_its_check(run, cli):
     assert "checked on 150 rows: max abs difference from Keras" in res.err
 
 
+def test_export_checks_on_a_folder_of_pictures(run, cli, tmp_path):
+    folder = shapes(tmp_path / "other", n=9, seed=3)
+    res = cli("export", run, "--format", "tflite", "--data", folder, "-o", tmp_path / "m.tflite")
+    assert res.code == 0, res.err
+    assert (tmp_path / "m.tflite").stat().st_size > 0
+    assert "checked on 9 rows" in res.err
+
+
 # --- bad input: one line naming the file, exit 2, nothing written ------------------------
 
 def test_a_truncated_picture_is_named_and_nothing_is_written(cli, tmp_path):
