@@ -296,3 +296,33 @@ def test_a_finished_run_on_pictures_trains_longer_with_resume(run, cli):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["epochs_completed"] == 13
     assert len((run / "history.csv").read_text().splitlines()) == 1 + 13
+
+
+def test_a_run_on_pictures_stopped_mid_epoch_resumes(tmp_path, monkeypatch):
+    import signal
+
+    import keras
+
+    from nntrain.config import load_config
+    from nntrain.errors import Interrupted
+    from nntrain.training.loop import StopRequest
+    from nntrain.training.train import train
+
+    monkeypatch.chdir(tmp_path)
+    shapes(tmp_path / "shapes", n=48)
+    loaded = load_config(write_config(tmp_path), ["training.epochs=2", "training.batch_size=8",
+                                                  "training.steps_per_execution=1",
+                                                  "output.plots=false"])
+    stop = StopRequest()
+
+    def on_batch(batch, per_epoch, logs):
+        if batch == 2:  # of the first epoch: the stop ends it
+            stop.request(signal.SIGINT)
+
+    with pytest.raises(Interrupted, match=r"interrupted after epoch 0 \(step [1-4]\)"):
+        train(loaded, stop=stop, on_batch=on_batch)
+    run = tmp_path / "runs" / "shapes"
+    keras.backend.clear_session()  # as in the fresh process `nntrain train --resume` is
+    _, result, _ = train(load_config(run / "config.yaml"), resume=run)
+    assert result.epochs_run == 2
+    assert json.loads((run / "manifest.json").read_text())["status"] == "finished"

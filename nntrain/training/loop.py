@@ -154,7 +154,10 @@ def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
     # optimizer or random state.
     pending = checkpoint if checkpoint is not None and state.step else None
     if pending is not None:
-        model.evaluate(ds.x_train[:1], ds.y_train[:1], verbose=0)
+        # Streamed rows (data.stream, pictures) cannot be sliced: their first batch of one row.
+        one = ({"x": ds.inputs("train", 1)["x"].take(1)} if ds.streamed
+               else {"x": ds.x_train[:1], "y": ds.y_train[:1]})
+        model.evaluate(**one, verbose=0)
 
     class Hook(keras.callbacks.Callback):
         def __init__(self) -> None:
