@@ -309,6 +309,7 @@ def test_a_run_on_pictures_stopped_mid_epoch_resumes(tmp_path, monkeypatch):
     from nntrain.training.train import train
 
     monkeypatch.chdir(tmp_path)
+    keras.backend.clear_session()  # both processes fresh, as `train` and `train --resume` are
     shapes(tmp_path / "shapes", n=48)
     loaded = load_config(write_config(tmp_path), ["training.epochs=2", "training.batch_size=8",
                                                   "training.steps_per_execution=1",
