@@ -1,4 +1,4 @@
-"""Import TensorFlow and Keras quietly, once, only when a command needs them."""
+"""Import Keras (and TensorFlow, on its backend) quietly, once, only when a command needs them."""
 
 from __future__ import annotations
 
@@ -45,21 +45,39 @@ def quiet_stderr() -> contextlib.AbstractContextManager[None]:
 
 
 def import_keras() -> Any:
-    """Return the keras module on the TensorFlow backend."""
+    """Return the keras module, on the backend KERAS_BACKEND names (nntrain.backend sets it
+    before this runs; nntrain.backend.DEFAULT when nothing did)."""
     global _keras
     if _keras is not None:
         return _keras
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from nntrain.backend import DEFAULT
+
+    os.environ.setdefault("KERAS_BACKEND", DEFAULT)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # Set TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's start-up messages.
+    # Set TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's (or XLA's) start-up messages.
     quiet = os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0"
     with _captured_stderr() if quiet else contextlib.nullcontext(), _without_matplotlib():
-        import tensorflow as tf
+        if os.environ["KERAS_BACKEND"] == "tensorflow":
+            import tensorflow as tf
 
-        tf.config.list_physical_devices()  # probes for GPUs, which logs on machines without
+            tf.config.list_physical_devices()  # probes for GPUs, which logs on machines without
         import keras
     _keras = keras
     return keras
+
+
+def import_tensorflow() -> Any:
+    """Return the tensorflow module, imported quietly. On the JAX backend only what needs it
+    imports it (streamed CSV, TensorBoard logs, export), so a run's start-up does not pay
+    for it otherwise."""
+    import_keras()
+    if "tensorflow" not in sys.modules:
+        quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") != "0"
+        with _captured_stderr() if quiet else contextlib.nullcontext():
+            import tensorflow
+    import tensorflow as tf
+
+    return tf
 
 
 @contextlib.contextmanager

@@ -67,10 +67,16 @@ def test_savedmodel(cli, runs):
     (None, "model.tflite", 1e-4), ("float16", "model-float16.tflite", 1e-2),
     ("int8", "model-int8.tflite", 0.05)])
 def test_tflite(cli, runs, quantize, name, tolerance):
+    from nntrain.backend import imported
+
     args = ["--quantize", quantize] if quantize else []
     res = cli("export", runs["animals"], "--format", "tflite", *args)
-    assert res.code == 0, res.err
     path = runs["animals"] / "export" / name
+    if imported() == "jax" and quantize == "int8":  # jax2tf's graph does not quantize
+        assert res.code == 2 and "int8 needs the tensorflow backend" in res.err
+        assert not path.exists()
+        return
+    assert res.code == 0, res.err
     assert res.out == f"{path}\n" and path.is_file()
     diff, tol = reported_diff(res.err)
     assert diff <= tol == tolerance
@@ -100,7 +106,8 @@ def test_never_overwrites_without_force(cli, runs, tmp_path):
 
 
 def test_an_export_beyond_tolerance_is_an_error_not_a_file(cli, runs, tmp_path):
-    res = cli("export", runs["animals"], "-f", "tflite", "--quantize", "int8",
+    # float16, not int8: its weights surely differ, and it exports on either backend
+    res = cli("export", runs["animals"], "-f", "tflite", "--quantize", "float16",
               "--tolerance", "0", "-o", "q.tflite")
     assert res.code == 1
     assert "disagrees with the Keras model" in res.err and "nothing was written" in res.err
@@ -120,9 +127,15 @@ def test_usage_errors(cli, runs):
 def test_onnx(cli, runs):
     import onnxruntime
 
+    from nntrain.backend import imported
+
     res = cli("export", runs["animals"], "--format", "onnx")
-    assert res.code == 0, res.err
     path = runs["animals"] / "export" / "model.onnx"
+    if imported() == "jax":  # this process is on JAX: tf2onnx cannot convert jax2tf's graph
+        assert res.code == 2 and "onnx needs the tensorflow backend" in res.err
+        assert not path.exists()
+        return
+    assert res.code == 0, res.err
     assert res.out == f"{path}\n"
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: X})[0]

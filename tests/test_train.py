@@ -70,7 +70,8 @@ def test_run_directory_contents(cli, tiny, tmp_path):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["seed"] == 42
     assert manifest["data"]["fingerprint"].startswith("sha256:")
-    assert set(manifest["versions"]) == {"nntrain", "tensorflow", "keras", "numpy", "python"}
+    engine = {"tensorflow": {"tensorflow"}, "jax": {"jax", "jaxlib"}}[manifest["backend"]]
+    assert set(manifest["versions"]) == {"nntrain", *engine, "keras", "numpy", "python"}
     assert manifest["command"][:2] == ["nntrain", "train"]
     # The resolved config has every default and trains again as is.
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())

@@ -123,6 +123,10 @@ def train(
         "--worker-index", metavar="N", help="This worker's place in --workers (0 is the "
         "chief, which writes the run): --set distribution.worker_index=N.",
         show_default=False)] = None,
+    backend: Annotated[Optional[str], typer.Option(
+        "--backend", metavar="tensorflow|jax", help="The Keras backend: --set "
+        "training.backend=NAME. Default: KERAS_BACKEND, else tensorflow.",
+        show_default=False)] = None,
 ) -> None:
     """Train the model a config describes and write a run directory.
 
@@ -156,6 +160,8 @@ def train(
         set_.append(f"distribution.workers={json.dumps(workers.split(','))}")
     if worker_index is not None:
         set_.append(f"distribution.worker_index={worker_index}")
+    if backend is not None:
+        set_.append(f"training.backend={json.dumps(backend)}")
     loaded = _load(config, set_, data)
     stop = StopRequest()
     chief = True  # the other workers of a multi-worker run print nothing on stdout

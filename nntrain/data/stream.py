@@ -310,10 +310,9 @@ def pipeline(rows: StreamedRows, batch_size: int, *, shuffle: bool, seed: int,
     Lines are picked for the split BLOCK_LINES at a time: a tf.data function call per line
     costs far more than the work it does.
     """
-    from nntrain.tf import import_keras
+    from nntrain.tf import import_tensorflow
 
-    import_keras()
-    import tensorflow as tf
+    tf = import_tensorflow()  # tf.data reads the file on either Keras backend
 
     columns = rows.columns
     select = sorted({*columns.features, columns.target})

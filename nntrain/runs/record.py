@@ -47,8 +47,10 @@ def manifest(loaded: LoadedConfig, ds: Dataset, task: str, run: RunDir, status: 
              resumes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """manifest.json: what ran, on which data, with which versions, and how far it got."""
     import keras
-    import tensorflow as tf
 
+    from nntrain import backend
+
+    name = loaded.config.training.backend or backend.DEFAULT
     return {
         "name": run.name,
         "status": status,  # running, finished, interrupted, diverged or failed
@@ -60,6 +62,7 @@ def manifest(loaded: LoadedConfig, ds: Dataset, task: str, run: RunDir, status: 
         "command": command,
         "resumes": resumes or [],
         "seed": loaded.config.training.seed,
+        "backend": name,
         "task": task,
         "data": {
             "source": ds.source,
@@ -70,7 +73,7 @@ def manifest(loaded: LoadedConfig, ds: Dataset, task: str, run: RunDir, status: 
         },
         "versions": {
             "nntrain": nntrain.__version__,
-            "tensorflow": tf.__version__,
+            **backend.version(name),
             "keras": keras.__version__,
             "numpy": np.__version__,
             "python": platform.python_version(),

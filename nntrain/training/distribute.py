@@ -211,6 +211,8 @@ def _patch_keras_multi_worker() -> None:
 
 
 def _multi_worker(strategy: Any) -> bool:
+    if strategy is None:  # one device: no TensorFlow to import (it may run on JAX)
+        return False
     import tensorflow as tf
 
     return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)

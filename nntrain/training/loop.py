@@ -127,6 +127,33 @@ def epochs_dataset(ds: Dataset, cfg: TrainingConfig, epoch_of: Callable[[], int]
             .prefetch(tf.data.AUTOTUNE))
 
 
+def epochs_sequence(ds: Dataset, cfg: TrainingConfig, epoch_of: Callable[[], int]) -> Any:
+    """epochs_dataset's batches as a keras.utils.PyDataset of numpy arrays, for the other
+    backends: in-memory rows then need no TensorFlow (importing it costs seconds of start-up,
+    and tf.data would hand JAX a TensorFlow tensor per batch to convert). Keras asks for the
+    batches one by one in this thread (one worker), so ``epoch_of()`` names the epoch that
+    is training."""
+    keras = import_keras()
+    rows, size = len(ds.x_train), cfg.batch_size
+
+    class Batches(keras.utils.PyDataset):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch, self.order = -1, np.arange(rows)
+
+        def __len__(self) -> int:
+            return steps_per_epoch(rows, size)
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            if epoch_of() != self.epoch:
+                self.epoch = epoch_of()
+                self.order = epoch_order(rows, cfg.seed, self.epoch, cfg.shuffle)
+            pick = self.order[index * size:(index + 1) * size]
+            return ds.x_train[pick], ds.y_train[pick]
+
+    return Batches()
+
+
 def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
              checkpoint: Checkpoint | None, save: SaveCallback, monitors: dict[str, str],
              stop: StopRequest, on_epoch: EpochCallback | None = None,
@@ -182,12 +209,14 @@ def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
                 pending = None
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            # self._model, not self.model: on JAX, self.model copies the training state back
+            # into the model's variables, which only a stop needs.
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(float(loss)):
                 self.nan = True
-                self.model.stop_training = True
-            if stop and not self.model.stop_training:
-                self.model.stop_training = True
+                self._model.stop_training = True
+            if stop and not self._model.stop_training:
+                self._model.stop_training = True
                 self.metrics = [np.asarray(v.numpy()) for v in self.model.metrics_variables]
             if on_batch is not None:
                 on_batch(batch + 1, per_epoch, logs or {})
@@ -255,8 +284,11 @@ def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
                   initial_epoch=state.epoch, **fit)
     if one_fit and not ds.streamed and hook.result is None and not state.stopped_early \
             and state.epoch < cfg.epochs:
-        model.fit(epochs_dataset(ds, cfg, lambda: hook.epoch), epochs=cfg.epochs,
-                  initial_epoch=state.epoch, **fit)
+        if keras.backend.backend() == "tensorflow":
+            data = {"x": epochs_dataset(ds, cfg, lambda: hook.epoch)}
+        else:
+            data = {"x": epochs_sequence(ds, cfg, lambda: hook.epoch)}
+        model.fit(**data, epochs=cfg.epochs, initial_epoch=state.epoch, **fit)
     while hook.result is None and not state.stopped_early and state.epoch < cfg.epochs:
         model.fit(**epoch_inputs(ds, cfg, state.epoch, 0), epochs=state.epoch + 1,
                   initial_epoch=state.epoch, **fit)

@@ -5,10 +5,11 @@ a run directory exists. Nothing is written here."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from nntrain import registry
+from nntrain import backend, registry
 from nntrain.training.class_weights import by_label, resolve_class_weight
 from nntrain.config import LoadedConfig
 from nntrain.config.schema import RunConfig
@@ -56,14 +57,28 @@ class Prepared:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
 
+def with_backend(loaded: LoadedConfig) -> LoadedConfig:
+    """Choose the run's Keras backend and make it this process's, before keras is imported;
+    the config gets it filled in, so that config.yaml records it and --resume keeps it."""
+    config = loaded.config
+    dist = config.distribution
+    name = backend.choose(config.training.backend, needs_tensorflow=(
+        f"distribution.strategy: {dist.strategy}" if dist.strategy != "none" else
+        "distribution.cpu_devices" if dist.cpu_devices is not None else None))
+    backend.use(name)
+    training = config.training.model_copy(update={"backend": name})
+    return dataclasses.replace(loaded, config=config.model_copy(update={"training": training}))
+
+
 def prepare(loaded: LoadedConfig) -> Prepared:
     """Load the data, check it against the model and loss, and build the model."""
+    loaded = with_backend(loaded)
     keras = import_keras()
     config = loaded.config
     # First: distribution.cpu_devices must come before TensorFlow runs anything.
     strategy, cluster = distribute.make_strategy(config.distribution)
     seed = config.training.seed
-    keras.utils.set_random_seed(seed)
+    backend.set_random_seed(keras, seed)
     ds = load_dataset(config.data, seed, loaded.base_dir,
                       stratify_default=registry.loss_task(config.training.loss.name)
                       != "regression")

@@ -21,8 +21,9 @@ class TensorBoardLog:
     """An epoch callback that writes the epoch's metrics, then calls ``then``."""
 
     def __init__(self, directory: Path, model: Any, then: EpochCallback | None = None):
-        import tensorflow as tf
+        from nntrain.tf import import_tensorflow
 
+        tf = import_tensorflow()  # tf.summary writes the logs on either Keras backend
         self._tf = tf
         self._model = model
         self._then = then

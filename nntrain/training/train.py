@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from nntrain import backend
 from nntrain.config import LoadedConfig
 from nntrain.data.baseline import BASELINE, training_rows
 from nntrain.data.preprocess import PREPROCESSING
@@ -88,7 +89,8 @@ def _resume(prepared: Prepared, run_dir: Path, argv: list[str]) -> _Session:
     old = yaml.safe_load(run.file(CONFIG).read_text())
     new = resolved_config(prepared.loaded)
     changes = [c for c in config_changes(old, new)
-               if not c.startswith(("training.epochs:", "output.", "distribution."))]
+               if not c.startswith(("training.epochs:", "output.", "distribution.",
+                                    "training.backend: None ->"))]  # runs before backend
     if changes:
         raise UsageError("only training.epochs (and where it runs) may change when resuming; "
                          f"this config also changes {'; '.join(changes)}")
@@ -304,7 +306,8 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
         rows = training_rows(prepared.dataset, prepared.targets.task)
         if rows is not None:  # the baseline of `nntrain explain`
             run.write_json(BASELINE, rows.to_json())
-        run.save_model(prepared.model)
+        with backend.tensorflow_unneeded():
+            run.save_model(prepared.model)
         if plots:
             painter.finish()
         write_status("finished", result.state)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from nntrain.data.images import is_picture_source
+from nntrain import backend
 from nntrain.errors import ExportMismatch, NntrainError, UsageError, at_file
 from nntrain.runs.rundir import atomic_write
 from nntrain.tf import quiet_stderr
@@ -63,7 +64,17 @@ def export_model(model: str | Path, fmt: str, *, quantize: str | None = None,
         raise UsageError(f"unknown export format '{fmt}'; choose one of: {', '.join(FORMATS)}")
     if quantize is not None and fmt != "tflite":
         raise UsageError("--quantize applies to --format tflite only")
+    if backend.imported() is None:
+        # Every format is TensorFlow's; JAX would only add a jax2tf conversion.
+        backend.use("tensorflow")
     convert = _converter(fmt)  # fails before the model loads when ONNX support is missing
+    if backend.imported() != "tensorflow" and (fmt == "onnx" or quantize == "int8"):
+        # tf2onnx cannot convert the graph jax2tf makes, and int8 TFLite from it divides by
+        # zero when it runs.
+        what = "--format onnx" if fmt == "onnx" else "--quantize int8"
+        raise UsageError(f"{what} needs the tensorflow backend, and this process imported "
+                         f"Keras on {backend.imported()}; run `nntrain export` in a fresh "
+                         "process (any run's model.keras loads on either backend)")
     trained = load_trained(model)
     dest = Path(output) if output is not None else default_path(trained, fmt, quantize)
     if (dest.exists() or dest.is_symlink()) and not force:

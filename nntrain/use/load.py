@@ -423,18 +423,16 @@ def _stdin_text() -> TextIO:
 # --- running the model -------------------------------------------------------------------
 
 def forward_pass(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """``model(x, training=False)`` compiled once with tf.function. model.predict sets up a
-    data pipeline per call: on 4096-row batches this is hundreds of times faster, and still ~8x
-    on one large call (benchmarks/predict_throughput.py)."""
-    import_keras()
-    import tensorflow as tf
+    """``model(x, training=False)`` compiled once (tf.function or jax.jit). model.predict sets
+    up a data pipeline per call: on 4096-row batches this is hundreds of times faster, and
+    still ~8x on one large call (benchmarks/predict_throughput.py)."""
+    from nntrain.backend import compiled_forward
 
-    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    import_keras()
+    fn = compiled_forward(model)
 
     def run(x: np.ndarray) -> np.ndarray:
-        out = fn(tf.convert_to_tensor(x, tf.float32)).numpy()
-        return out.reshape(len(x), -1)
+        return np.asarray(fn(x)).reshape(len(x), -1)
 
     return run
 
