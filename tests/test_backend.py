@@ -36,7 +36,7 @@ output: {plots: false}
 ON_JAX = """
 import json, sys
 import numpy as np
-from nntrain.cli import main
+from nntrain.cli.app import main
 assert main(["train", "run.yaml", "--set", "output.name=straight"]) == 0
 tf_loaded = "tensorflow" in sys.modules
 import keras
