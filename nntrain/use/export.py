@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nntrain.data.images import is_picture_source
 from nntrain import backend
+from nntrain.data.images import is_picture_source
 from nntrain.errors import ExportMismatch, NntrainError, UsageError, at_file
 from nntrain.runs.rundir import atomic_write
 from nntrain.tf import quiet_stderr
