@@ -76,7 +76,7 @@ def plot_jobs(model: Any, ds: Dataset, targets: Targets, directory: Path,
                            if len(x))
         jobs.append(("predicted_vs_actual", (y, predict(model, x),
                                              directory / PREDICTED_VS_ACTUAL), {"split": split}))
-    elif ds.x_train.ndim == 2 and ds.n_features == 2:
+    elif ds.x_train.ndim == 2 and ds.n_features == 2 and ds.table is None:  # an index is no axis
         x = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
         y = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
         g0, g1 = boundary_grid(x)

@@ -255,6 +255,36 @@ class FileData(Section):
         return {**value, "split": {**split, **fill}} if fill else value
 
 
+def _column_shorthand(value: Any) -> Any:
+    """A 'before' validator: `city: categorical` is short for `city: {type: categorical}`."""
+    return {"type": value} if isinstance(value, str) else value
+
+
+class Column(Section):
+    """How one CSV feature column enters the model (data.columns.NAME); see data/tabular.py.
+
+    numeric: the number, normalized as data.normalize says. categorical: each value the
+    training rows hold is a class of its own (text, or integers such as a zip code); values the
+    training rows never held (and empty cells, with data.missing: mean or fill) share one
+    out-of-vocabulary bucket.
+    """
+
+    type: Literal["numeric", "categorical"]
+    # one_hot: one input unit per value. embedding: a learned vector of embedding_dim per value,
+    # for columns with many values (one-hot of 1000 cities is 1000 mostly-zero inputs).
+    encoding: Literal["one_hot", "embedding"] | None = None
+    embedding_dim: PositiveInt | None = None  # null: 1.6 * values^0.56, at most 50
+
+    @model_validator(mode="after")
+    def _categorical_only(self) -> "Column":
+        if self.type == "numeric" and (self.encoding or self.embedding_dim):
+            raise PydanticCustomError("column", "encoding and embedding_dim are for "
+                                      "categorical columns; this one is numeric", {})
+        if self.embedding_dim is not None and self.encoding != "embedding":
+            raise PydanticCustomError("column", "embedding_dim needs encoding: embedding", {})
+        return self
+
+
 class CsvData(FileData):
     """A CSV file with a header row; one column is the target, the others are inputs."""
 
@@ -271,6 +301,19 @@ class CsvData(FileData):
     # Read the file in batches while training instead of loading it whole: for files larger
     # than memory. Labels must be numbers; rows go to splits by a hash of their row number.
     stream: bool = False
+    # Per feature column: numeric or categorical. Columns left out are inferred: a column with
+    # any cell that is not a number is categorical, the others numeric.
+    columns: dict[str, Annotated[Column, BeforeValidator(_column_shorthand)]] | None = None
+
+    @field_validator("columns")
+    @classmethod
+    def _whole_file(cls, value: dict[str, Column] | None,
+                    info: ValidationInfo) -> dict[str, Column] | None:
+        if value and info.data.get("stream"):
+            raise PydanticCustomError("columns", "column types need the whole file (categories "
+                                      "are learned from the training rows); set data.stream: "
+                                      "false", {})
+        return value
 
 
 class NpzData(FileData):

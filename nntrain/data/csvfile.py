@@ -71,6 +71,10 @@ class Chunk:
     first_row: int  # 0-based index of the chunk's first data row in the file
 
 
+class TextFeature(DataError):
+    """A feature cell holds text: the table has a categorical column (see data/tabular.py)."""
+
+
 class _TextTarget(Exception):
     """The target column holds text: read the file again, mapping labels to indices."""
 
@@ -274,7 +278,8 @@ def _cell(cell: str, column: str, name: str, line: int, allow_missing: bool) -> 
             return math.nan
         if _is_missing(cell):
             exc.hint = MISSING_HINT
-        raise
+            raise
+        raise TextFeature(str(exc), problems=exc.problems) from None
 
 
 def _target(cell: str, column: str, name: str, line: int, missing: Missing,

@@ -13,10 +13,10 @@ import numpy as np
 from nntrain.config.schema import CsvData, GeneratedData, ImageData, NpyData, NpzData, Split
 from nntrain.data import synthetic
 from nntrain.data.arrays import read_npy, read_npz
-from nntrain.data.csvfile import Missing, Table, read_csv
+from nntrain.data.csvfile import Missing, Table, TextFeature, read_csv
 from nntrain.data.preprocess import Preprocessing, fill_values, fit_normalization, policy_name
 from nntrain.data.sources import DataConfig, check_separate_files, data_files, local_path
-from nntrain.data import stream
+from nntrain.data import stream, tabular
 from nntrain.errors import DataError
 
 SPLITS = ("train", "validation", "test")
@@ -48,6 +48,8 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
     # (task, classes) as fit_targets encoded the targets; streamed rows are encoded as read.
     target_encoding: tuple[str, int | None] | None = None
+    # tabular.TablePlan when the table has categorical columns: how x encodes the raw cells.
+    table: Any = None
 
     @property
     def n_features(self) -> int:
@@ -174,9 +176,15 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Path,
         return _streamed(cfg, seed, base_dir)
     if isinstance(cfg, ImageData):
         return _pictures(cfg, seed, base_dir, classification=stratify_default)
+    if isinstance(cfg, CsvData) and cfg.columns:
+        return _table(cfg, seed, base_dir, stratify_default)
     check_separate_files(cfg)
     policy = policy_name(getattr(cfg, "missing", "error"))
-    tables, names = _read_tables(cfg, seed, base_dir, _parser_missing(policy))
+    try:
+        tables, names = _read_tables(cfg, seed, base_dir, _parser_missing(policy))
+    except TextFeature:
+        # A text cell in a feature column: a categorical column, read as a table.
+        return _table(cfg, seed, base_dir, stratify_default)
     labels = _merge_labels(tables, names)
     raw = [a for t in tables.values() for a in (t.x, t.y)]
     dropped = 0
@@ -235,6 +243,25 @@ def _pictures(cfg: ImageData, seed: int, base_dir: Path, classification: bool) -
     ds = Dataset(*(rows for part in parts for rows in pictures.rows(part)), [],
                  list(pictures.folder.classes), pictures.fingerprint, pictures.source)
     ds.notes += pictures.notes
+    return ds
+
+
+def _table(cfg: CsvData, seed: int, base_dir: Path, stratify_default: bool) -> Dataset:
+    """A CSV file with text cells or data.columns (see data/tabular.py), split as any file is;
+    the vocabularies and the normalization come from the training rows."""
+    check_separate_files(cfg)
+    policy = policy_name(cfg.missing)
+    files = tabular.read_table(cfg, base_dir, _parser_missing(policy))
+    labels = _merge_labels(files.targets, files.names)
+    y = files.targets["main"].y
+    stratify = cfg.split.stratify if cfg.split.stratify is not None else stratify_default
+    parts = split_rows(len(y), cfg.split, seed, y if stratify else None)
+    plan, xs, ys, fill = tabular.fit_table(
+        files, {part: np.asarray(p, dtype=np.int64) for part, p in zip(SPLITS, parts)}, cfg)
+    ds = Dataset(xs["train"], ys["train"], xs["validation"], ys["validation"], xs["test"],
+                 ys["test"], plan.names, labels, files.fingerprint(), _describe(files.names),
+                 preprocessing=Preprocessing(policy, fill, None, files.dropped), table=plan)
+    ds.notes += tabular.notes(plan, files.dropped)
     return ds
 
 

@@ -83,6 +83,9 @@ def check_folds(prepared: Any, resume: Any) -> None:
     if prepared.strategy is not None:
         raise ConfigError.at(where, "k-fold runs train on one device; remove "
                              "distribution.strategy")
+    if prepared.dataset.table is not None:
+        raise ConfigError.at(where, "k-fold of a table with categorical columns (or "
+                             "data.columns) is not built yet; remove folds")
 
 
 def summarize(fold_metrics: list[dict[str, dict[str, float]]]

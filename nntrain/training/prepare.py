@@ -13,6 +13,7 @@ from nntrain import backend, registry
 from nntrain.training.class_weights import by_label, resolve_class_weight
 from nntrain.config import LoadedConfig
 from nntrain.config.schema import RunConfig
+from nntrain.data import tabular
 from nntrain.data.dataset import Dataset, load_dataset
 from nntrain.errors import ConfigError, did_you_mean
 from nntrain.model import build_loss, build_metrics, build_model, build_optimizer, input_shape_of
@@ -92,10 +93,14 @@ def prepare(loaded: LoadedConfig) -> Prepared:
                                    y_train=ds.y_train, streamed=ds.streamed)
     scale = target_scale_of(config, ds, targets.task)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = build_model(config.model, tuple(shape or data_shape),
-                            normalization=ds.preprocessing.normalization)
-        if scale is not None:
-            model.add(scale.layer(keras))
+        if ds.table is not None:  # categorical columns: the model encodes them first
+            model = tabular.build_model(config.model, ds.table,
+                                        after=[scale.layer(keras)] if scale is not None else [])
+        else:
+            model = build_model(config.model, tuple(shape or data_shape),
+                                normalization=ds.preprocessing.normalization)
+            if scale is not None:
+                model.add(scale.layer(keras))
     distribute.prepare_model(model, strategy)
     prepared = Prepared(loaded, ds, model, targets, notes=list(ds.notes),
                         strategy=strategy, chief=cluster is None or cluster.chief,

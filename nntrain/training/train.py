@@ -20,6 +20,7 @@ import yaml
 
 from nntrain import backend
 from nntrain.config import LoadedConfig
+from nntrain.data import tabular
 from nntrain.data.baseline import BASELINE, training_rows
 from nntrain.data.preprocess import PREPROCESSING
 from nntrain.errors import Interrupted, NntrainError, TrainingDiverged, UsageError
@@ -306,8 +307,14 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
         rows = training_rows(prepared.dataset, prepared.targets.task)
         if rows is not None:  # the baseline of `nntrain explain`
             run.write_json(BASELINE, rows.to_json())
-        with backend.tensorflow_unneeded():
-            run.save_model(prepared.model)
+        if prepared.dataset.table is not None:
+            # Saved with the lookups in front, so that it takes raw rows in plain Keras (the
+            # lookups are TensorFlow's, on any backend).
+            run.write_json(tabular.COLUMNS, prepared.dataset.table.to_json())
+            run.save_model(tabular.raw_model(prepared.dataset.table, prepared.model))
+        else:
+            with backend.tensorflow_unneeded():
+                run.save_model(prepared.model)
         if plots:
             painter.finish()
         write_status("finished", result.state)

@@ -76,6 +76,10 @@ def export_model(model: str | Path, fmt: str, *, quantize: str | None = None,
                          f"Keras on {backend.imported()}; run `nntrain export` in a fresh "
                          "process (any run's model.keras loads on either backend)")
     trained = load_trained(model)
+    if trained.table is not None:
+        raise at_file(UsageError, trained.name, "export of a run with column types "
+                      "(data.columns, or categorical columns) is not built yet; its model.keras "
+                      "takes raw rows in Keras")
     dest = Path(output) if output is not None else default_path(trained, fmt, quantize)
     if (dest.exists() or dest.is_symlink()) and not force:
         raise at_file(UsageError, dest, "exists already; pass --force to replace it")

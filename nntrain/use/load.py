@@ -26,6 +26,8 @@ from nntrain.config import LoadedConfig, load_config
 from nntrain.config.schema import CsvData, NpzData, TrainingConfig
 from nntrain.data.csvfile import Columns, Missing, open_csv, read_chunks, read_csv
 from nntrain.data.dataset import Dataset, load_dataset
+from nntrain.data.tabular import (TablePlan, core_of, read_input_rows, read_labeled_rows,
+                                  read_plan)
 from nntrain.data.preprocess import PREPROCESSING, Preprocessing
 from nntrain.errors import DataError, UsageError, at_file, did_you_mean
 from nntrain.runs.rundir import CONFIG, MANIFEST, MODEL, read_json
@@ -52,6 +54,9 @@ class Trained:
     # Missing-value handling learned in training (preprocessing.json); the normalization is
     # inside the model already.
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    # A run with column types (columns.json): files are encoded by it, and ``model`` is the
+    # trained model inside the saved raw-row one.
+    table: TablePlan | None = None
 
     @property
     def name(self) -> str:
@@ -86,6 +91,10 @@ def load_trained(path: str | Path, *, loss: str | None = None,
         raise at_file(UsageError, path, "not a .keras file; nntrain loads only Keras 3 .keras "
                       "files, or a run directory, which holds one")
     config = _keras_config(path)
+    if isinstance((config.get("config") or {}).get("input_layers"), dict):
+        raise at_file(UsageError, path, "the model takes named columns (a table with "
+                      "categorical columns), which only its run directory describes; pass the "
+                      "run directory, or call it in Keras with a dict of columns")
     model = load_keras_file(path, config)
     compiled = config.get("compile_config")
     compiled = compiled if isinstance(compiled, dict) else {}
@@ -128,9 +137,12 @@ def _open_run(run_dir: Path, loss: str | None, metrics: list[str] | None,
     default_target = data.target if isinstance(data, CsvData) else "y"
     recorded = _read_optional_json(run_dir / PREPROCESSING)
     preprocessing = Preprocessing.from_json(recorded) if recorded else Preprocessing()
+    table = read_plan(run_dir)
+    if table is not None:
+        model = core_of(model)
     return Trained(model, model_file, run_dir, loaded, training,
                    _targets(run_dir, training, model), features, target or default_target,
-                   preprocessing)
+                   preprocessing, table)
 
 
 def _targets(run_dir: Path | None, training: TrainingConfig, model: Any) -> Targets:
@@ -331,6 +343,8 @@ def read_labeled(trained: Trained, source: str) -> tuple[np.ndarray, np.ndarray,
 
         keys = (data.x, data.y, data.features) if isinstance(data, NpzData) else ("x", "y", None)
         table = read_npz(source, *keys, name, missing=missing)
+    elif trained.table is not None:
+        table = read_labeled_rows(trained.table, source, name, trained.target, missing)
     else:
         table = read_csv(source, trained.target, trained.feature_names, name, missing=missing)
     x, y = table.x, table.y
@@ -361,6 +375,13 @@ class InputRows:
         self.name = "<stdin>" if source == "-" else source
         self.trained = trained
         self._stdin = source == "-"
+        self._table: np.ndarray | None = None
+        if trained.table is not None:  # read whole, with the run's vocabularies
+            pre = trained.preprocessing
+            self._table = read_input_rows(trained.table, source, self.name,
+                                          "keep" if pre.fill is not None else "error")
+            self._fh = None
+            return
         self._fh: TextIO | None = _stdin_text() if self._stdin else open_csv(source, self.name)
         try:
             self.columns = self._columns(trained)
@@ -395,6 +416,9 @@ class InputRows:
         # Rows with missing inputs: filled in with the run's values, or an error naming the line
         # (a run that dropped such rows in training cannot predict them either).
         missing: Missing = "drop" if pre.fill is not None else "error"
+        if self._table is not None:
+            yield _shaped(self.trained, pre.fill_missing(self._table), self.name)
+            return
         try:
             for chunk in read_chunks(self._fh, self.columns, self.name, missing,
                                      numeric_target=True):
