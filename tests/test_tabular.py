@@ -57,7 +57,7 @@ def write_table(path, rows, seed=0, colors=COLORS):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The table run, and the same table with the numeric columns only (zone as a number)."""
-    from nntrain.cli import main
+    from nntrain.cli.app import main
 
     root = tmp_path_factory.mktemp("tabular")
     write_table(root / "table.csv", 400)
