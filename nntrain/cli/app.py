@@ -616,6 +616,174 @@ def runs(
         Console(highlight=False, width=width).print(runs_table(found, sort))
 
 
+# --- sweep -------------------------------------------------------------------------------
+
+@app.command(epilog=EXIT_CODES_HELP)
+def sweep(
+    path: Annotated[Path, typer.Argument(
+        metavar="SWEEP", help="A sweep file (YAML) to run or continue, or a sweep directory "
+        "to show its leaderboard.", show_default=False)],
+    storage: Annotated[Optional[str], typer.Option(
+        "--storage", metavar="URL", envvar="NNTRAIN_SWEEP_STORAGE",
+        help="Any Optuna storage, shared by every worker: postgresql://user@host/db, "
+             "mysql://..., sqlite:///file.db or journal:FILE. Default: a SQLite file in the "
+             "sweep directory.", show_default=False)] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, metavar="N",
+                                      help="Worker processes on this machine.")] = 1,
+    directory: Annotated[Optional[Path], typer.Option(
+        "--dir", metavar="DIR", help="The sweep directory. Default: next to the sweep file, "
+        "named like it (sweeps/moons.yaml -> sweeps/moons).", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Continue a sweep whose search space "
+                                        "changed since it started.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the leaderboard as JSON on "
+                                           "stdout instead of the sweep directory.")] = False,
+    top: Annotated[int, typer.Option("--top", min=0, metavar="N", help="Rows of the "
+                                     "leaderboard table shown at the end.")] = 5,
+    quiet: QuietOpt = False,
+    worker: Annotated[int, typer.Option("--worker", hidden=True)] = 0,
+) -> None:
+    """Search for the best config: run a sweep file's trials, or continue them.
+
+    Each trial is a normal run directory in the sweep directory; leaderboard.csv, best.yaml
+    and the plots are written at the end. Run the same command again after Ctrl-C or a kill
+    to continue; run it on several machines with one --storage to share the work. Prints
+    the sweep directory on stdout (or the leaderboard with --json).
+    """
+    from nntrain.loop import StopRequest
+
+    if path.is_dir():
+        return _sweep_show(path, storage, json_out)
+    from nntrain.sweep import report
+    from nntrain.sweep.run import open_study, start_workers, wait_workers, work
+    from nntrain.sweep.spec import load_sweep
+
+    spec = load_sweep(path, directory)
+    study = open_study(spec, storage, force=force, worker=worker)
+    err = _stderr()
+    stop = StopRequest()
+    tag = f"[worker {worker}] " if jobs > 1 or worker else ""
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop:  # the second Ctrl-C stops at once
+            raise Interrupted(signum)
+        stop.request(signum)
+        if not quiet and not worker:
+            err.print("stopping after the current step and saving the trial (Ctrl-C again to "
+                      "stop at once)")
+
+    def on_trial(t: Any) -> None:
+        if quiet:
+            return
+        params = " ".join(f"{k}={_short(v)}" for k, v in t.params.items())
+        value = "" if t.value is None else f"{spec.spec.metric} {t.value:.4f}  "
+        what = {"finished": "", "pruned": "pruned  ", "failed": "FAILED  "}[t.state]
+        again = f" (again, was {t.retry_of})" if t.retry_of is not None else ""
+        line = (f"{tag}trial {t.number}{again}: {what}{value}{params}  "
+                f"{t.epochs} epochs {t.seconds:.1f}s")
+        if t.error:
+            line += f"  ({t.error})"
+        err.print(line, markup=False)
+
+    children = start_workers(spec, str(path), storage, jobs - 1) if jobs > 1 else []
+    try:
+        with _signals(on_signal):
+            work(spec, study, stop=stop, on_trial=on_trial)
+    finally:
+        codes = wait_workers(children)
+    if worker:
+        return
+    failed = [c for c in codes if c not in (0, 130, 143)]
+    if failed:
+        err.print(f"nntrain: {len(failed)} of the {len(codes)} other workers failed "
+                  f"(exit {failed[0]}); their errors are above", markup=False)
+    if stop:
+        raise Interrupted(stop.signum or 2, "sweep stopped; the running trial is saved; run "
+                          "the same command again to continue it")
+    board = _sweep_board(spec, study)
+    report.write_outputs(board, study, spec.directory,
+                         spec.base.config.output.model_dump(mode="json"))
+    if not quiet:
+        # The table is for reading: never cut to the 80 columns of a pipe or a log file.
+        _print_board(err if sys.stderr.isatty() else Console(
+            file=sys.stderr, highlight=False, width=200), board, top)
+        best = board.best
+        tested = report.best_test_metrics(best) if best else None
+        if tested:
+            err.print("best trial on the test rows (reported once, never used to select): "
+                      + ", ".join(f"{k} {v:.4f}" for k, v in tested.items()), markup=False)
+        if board.counted() < spec.spec.trials:
+            err.print(f"{board.counted()} of {spec.spec.trials} trials are done; the rest are "
+                      "running on other workers", markup=False)
+        err.print(f"sweep directory: {spec.directory}", markup=False)
+    if json_out:
+        print(json.dumps(board.to_json()), flush=True)
+    else:
+        print(spec.directory, flush=True)
+    if failed:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _sweep_board(spec: Any, study: Any) -> Any:
+    from nntrain.sweep import report
+
+    board = report.leaderboard(study, spec.spec.metric, spec.direction,
+                               [d.key for d in spec.dimensions], spec.spec.trials)
+    report.run_paths(board, spec.directory)
+    return board
+
+
+def _print_board(err: Console, board: Any, top: int) -> None:
+    if top == 0 or not board.rows:
+        return
+    table = Table(title=f"leaderboard (best {min(top, len(board.rows))} of "
+                  f"{len(board.rows)}; all in leaderboard.csv)", title_justify="left")
+    # Headers without the section names, which the key paths mostly share.
+    keys = [k.removeprefix("training.").removeprefix("model.") for k in board.keys]
+    for name in ("trial", "state", *keys, board.metric, "epochs", "seconds"):
+        table.add_column(name, justify="left" if name == "state" else "right")
+    for r in board.rows[:top]:
+        table.add_row(str(r.trial), r.state, *(_short(r.params.get(k, "")) for k in board.keys),
+                      "" if r.value is None else f"{r.value:.4f}",
+                      "" if r.epochs is None else str(r.epochs),
+                      "" if r.seconds is None else f"{r.seconds:.1f}")
+    err.print(table)
+
+
+def _sweep_show(directory: Path, storage: str | None, json_out: bool) -> None:
+    """`nntrain sweep DIR`: the leaderboard of a sweep, read from its study (live while it
+    runs), as a table on stdout or JSON."""
+    from nntrain.sweep.run import SWEEP_JSON, open_storage
+    from nntrain.sweep import report
+
+    info_path = directory / SWEEP_JSON
+    if not info_path.is_file():
+        raise UsageError(f"{directory}: not a sweep directory (no {SWEEP_JSON})")
+    info = json.loads(info_path.read_text())
+    url = storage or info["storage"]
+    if url == "study.db":
+        url = f"sqlite:///{(directory / url).resolve()}"
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=info["study"], storage=open_storage(url))
+    except KeyError:
+        raise UsageError(f"--storage: no study '{info['study']}' there") from None
+    keys = list(study.user_attrs.get("sweep", {}).get("space", {}))
+    board = report.leaderboard(study, info["metric"], info["direction"], keys, info["trials"])
+    report.run_paths(board, directory.resolve())
+    if json_out:
+        print(json.dumps(board.to_json()))
+        return
+    width = None if sys.stdout.isatty() else 1_000
+    with _until_the_reader_leaves():
+        _print_board(Console(highlight=False, width=width), board, len(board.rows))
+
+
 # --- entry point -------------------------------------------------------------------------
 
 def _report(exc: NntrainError) -> None:

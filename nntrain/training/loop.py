@@ -36,9 +36,15 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        # finish(): end after the epoch that is running, as early stopping does (the run is
+        # finished and written whole); a sweep's pruner stops hopeless trials this way.
+        self.finishing = False
 
     def request(self, signum: int) -> None:
         self.signum = signum
+
+    def finish(self) -> None:
+        self.finishing = True
 
     def __bool__(self) -> bool:
         return self.signum is not None
@@ -240,6 +246,8 @@ def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
             save(state, self.best_weights, None)
             if on_epoch is not None:
                 on_epoch(epoch + 1, cfg.epochs, logs, time.perf_counter() - self.started)
+            if stop.finishing:
+                state.stopped_early = True
             if state.stopped_early:
                 self.model.stop_training = True
             elif stop and state.epoch < cfg.epochs:
