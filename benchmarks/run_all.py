@@ -52,6 +52,7 @@ def main() -> None:
          *(["--samples", "2000", "--batch-sizes", "256"] if args.quick else [])],
         ["overhead.py", "--reps", reps],
         ["inference.py", "--reps", reps, *(["--rows", "5000"] if args.quick else [])],
+        ["sweep_overhead.py", *(["--trials", "3"] if args.quick else [])],
     ]
     wait = 0 if args.quick else args.wait
     quiet = wait_until_quiet(args.max_load, wait)

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,7 @@ def draw_plots(study: Any, directory: Path) -> list[Path]:
     """Optuna's own matplotlib plots, for the trials that finished."""
     from optuna.trial import TrialState
 
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return []
     import matplotlib
@@ -167,17 +168,20 @@ def draw_plots(study: Any, directory: Path) -> list[Path]:
 
     from nntrain.runs import atomic_write
 
+    varied = [k for k in complete[0].params
+              if len({json.dumps(t.params.get(k)) for t in complete}) > 1]
     written: list[Path] = []
     for name, function in PLOTS.items():
-        if function == "plot_param_importances":
-            varied = [k for k in complete[0].params
-                      if len({json.dumps(t.params.get(k)) for t in complete}) > 1]
-            if len(complete) < 2 or not varied:
-                continue  # nothing to compare yet
-            # PED-ANOVA is Optuna's own; the default (fANOVA) needs scikit-learn.
-            ax = vis.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
-        else:
-            ax = getattr(vis, function)(study)
+        if function == "plot_param_importances" and (len(complete) < 2 or not varied):
+            continue  # nothing to compare yet
+        with warnings.catch_warnings():
+            # matplotlib on an axis whose values are all equal (one choice): harmless.
+            warnings.simplefilter("ignore", UserWarning)
+            if function == "plot_param_importances":
+                # PED-ANOVA is Optuna's own; the default (fANOVA) needs scikit-learn.
+                ax = vis.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
+            else:
+                ax = getattr(vis, function)(study)
         figure = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
         figure.set_size_inches(8, 5)
         figure.tight_layout()

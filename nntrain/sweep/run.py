@@ -340,7 +340,8 @@ def run_trial(sweep: Sweep, study: Any, trial: Any, stop: StopRequest) -> TrialO
         if value is None:
             return
         trial.report(value, epoch)
-        if sweep.pruner is not None and trial.should_prune():
+        # After the last epoch there is nothing left to save: the trial simply finishes.
+        if sweep.pruner is not None and epoch < total and trial.should_prune():
             pruned_at.append(epoch)
             stop.finish()
 
@@ -358,11 +359,14 @@ def run_trial(sweep: Sweep, study: Any, trial: Any, stop: StopRequest) -> TrialO
                                      force=True, resume=resume, stop=stop, on_epoch=on_epoch)
         finally:
             import_keras().backend.clear_session()  # free the graph for the next trial
-    except Interrupted:
+    except Interrupted as exc:
+        # Queued again with the same parameters; the retry continues this run.
         study.tell(trial, state=TrialState.FAIL)
-        trial_frozen = study._storage.get_trial(trial._trial_id)
-        _retry_callback()(study, trial_frozen)
-        raise
+        _retry_callback()(study, study._storage.get_trial(trial._trial_id))
+        saved = "its run is saved" if _resumable(run_path) else "nothing of it was saved yet"
+        raise Interrupted(exc.exit_code - 128, f"sweep stopped during trial {trial.number} "
+                          f"({saved}); run the same command again to continue "
+                          "it") from exc
     except (ConfigError, TrainingDiverged, NntrainError) as exc:
         outcome.error = _one_line(exc)
         trial.set_user_attr("error", outcome.error)
