@@ -112,8 +112,8 @@ def test_sweep_with_pruning_writes_leaderboard_and_a_best_yaml_that_reproduces(c
     # Run again: the sweep is complete, nothing trains, the same leaderboard comes back.
     rerun = cli("sweep", path, "--json")
     assert rerun.code == 0, rerun.err
-    assert json.loads(rerun.out)["leaderboard"] == rows
-    assert "trial " not in rerun.err
+    assert json.loads(rerun.stdout)["leaderboard"] == rows
+    assert not any(line.startswith("trial ") for line in rerun.err.splitlines())
     # `nntrain sweep DIR` shows the leaderboard from the study.
     shown = cli("sweep", directory, "--json")
     assert shown.code == 0 and json.loads(shown.out)["leaderboard"] == rows
@@ -139,7 +139,7 @@ def test_a_sweep_killed_mid_trial_continues_with_the_same_parameters(write, tmp_
                            cwd=tmp_path, env=_env())
     assert rerun.returncode == 0, rerun.stderr
     assert "trial 2 (again, was 1)" in rerun.stderr
-    rows = json.loads(rerun.out)["leaderboard"]
+    rows = json.loads(rerun.stdout)["leaderboard"]
     assert len(rows) == 6 and {r["state"] for r in rows} == {"finished"}
     runs = [r["run"] for r in rows]
     assert len(set(runs)) == 6  # no trial twice
@@ -157,7 +157,7 @@ def test_two_workers_share_one_sqlite_study(write, tmp_path):
     res = subprocess.run([*NNTRAIN, "sweep", path, "--jobs", "2", "--json"],
                          capture_output=True, text=True, cwd=tmp_path, env=_env())
     assert res.returncode == 0, res.stderr
-    _check_shared(json.loads(res.out)["leaderboard"], _study_trials(tmp_path / "s"), 6)
+    _check_shared(json.loads(res.stdout)["leaderboard"], _study_trials(tmp_path / "s"), 6)
     assert "[worker 0] trial" in res.stderr and "[worker 1] trial" in res.stderr
 
 
@@ -216,8 +216,10 @@ def test_two_workers_share_one_postgresql_study(write, tmp_path, postgres):
     assert res.returncode == 0, res.stderr
     import optuna
 
-    trials = optuna.load_study(study_name="s", storage=postgres).get_trials()
-    _check_shared(json.loads(res.out)["leaderboard"], trials, 4)
+    from nntrain.sweep.run import open_storage  # postgresql:// through psycopg2
+
+    trials = optuna.load_study(study_name="s", storage=open_storage(postgres)).get_trials()
+    _check_shared(json.loads(res.stdout)["leaderboard"], trials, 4)
     assert not (tmp_path / "s" / "study.db").exists()  # the study is in PostgreSQL
     # The directory remembers the storage (without a password) for `nntrain sweep DIR`.
     assert json.loads((tmp_path / "s" / "sweep.json").read_text())["storage"] == postgres

@@ -697,8 +697,8 @@ def sweep(
         err.print(f"nntrain: {len(failed)} of the {len(codes)} other workers failed "
                   f"(exit {failed[0]}); their errors are above", markup=False)
     if stop:
-        raise Interrupted(stop.signum or 2, "sweep stopped; the running trial is saved; run "
-                          "the same command again to continue it")
+        raise Interrupted(stop.signum or 2, "sweep stopped between trials; run the same "
+                          "command again to continue it")
     board = _sweep_board(spec, study)
     report.write_outputs(board, study, spec.directory,
                          spec.base.config.output.model_dump(mode="json"))

@@ -71,6 +71,13 @@ def open_storage(url: str) -> Any:
 
         return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     kwargs: dict[str, Any] = {}
+    if url.startswith("postgresql://"):
+        # SQLAlchemy 2.1 reaches PostgreSQL through psycopg 3 by default; the postgresql extra
+        # installs psycopg2 (prebuilt wheels everywhere), so use it when it is the one there.
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+            url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite:"):
         # Workers on one SQLite file wait for each other's writes instead of failing at once.
         kwargs = {"connect_args": {"timeout": 60}}
@@ -207,8 +214,7 @@ def counted(trial: Any) -> bool:
 
 
 def work(sweep: Sweep, study: Any, *, stop: StopRequest,
-         on_trial: Callable[[TrialOutcome], None] | None = None,
-         on_start: Callable[[int, dict[str, Any]], None] | None = None) -> int:
+         on_trial: Callable[[TrialOutcome], None] | None = None) -> int:
     """Run trials until the study holds sweep.spec.trials finished or pruned ones (or the
     others running elsewhere will make it so). Returns how many trials this worker ran."""
     from optuna.trial import TrialState
@@ -231,8 +237,6 @@ def work(sweep: Sweep, study: Any, *, stop: StopRequest,
                 break
             trial.set_user_attr("host", socket.gethostname())
             trial.set_user_attr("pid", os.getpid())
-            if on_start is not None:
-                on_start(trial.number, dict(trial.params))
             outcome = run_trial(sweep, study, trial, stop)
         ran += 1
         if on_trial is not None:
@@ -241,7 +245,8 @@ def work(sweep: Sweep, study: Any, *, stop: StopRequest,
         if failures >= max(3, wanted // 2):
             raise NntrainError(f"{failures} trials in a row failed; the last one: "
                                f"{outcome.error}", hint="check the search space and the base "
-                               "config (`nntrain sweep show` lists every trial's reason)")
+                               "config; `nntrain sweep SWEEP_DIR` lists every "
+                               "trial's reason")
     return ran
 
 
