@@ -166,7 +166,7 @@ def _check_shared(rows: list[dict], trials: list, wanted: int) -> None:
     assert len({r["run"] for r in rows}) == wanted
     counted = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(counted) == wanted  # exactly the requested number, none twice
-    assert len({t.user_attrs["pid"] for t in counted}) == 2  # both workers trained
+    assert len({t.user_attrs["where"]["pid"] for t in counted}) == 2  # both workers trained
 
 
 def _postgres_bin() -> Path | None:

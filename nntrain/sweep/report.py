@@ -95,18 +95,18 @@ def leaderboard(study: Any, metric: str, direction: str, keys: list[str],
     rows: list[Row] = []
     for t in trials:
         state = _STATES.get(t.state.name, t.state.name.lower())
+        ended = t.user_attrs.get("ended", {})
         if t.user_attrs.get(SURPLUS) or (state == "failed" and t.number in retried
-                                          and "error" not in t.user_attrs):
+                                          and "error" not in ended):
             continue
-        value = t.value if state == "finished" else t.user_attrs.get("value")
-        note = t.user_attrs.get("error", "")
+        value = t.value if state == "finished" else ended.get("value")
+        note = ended.get("error", "")
         if state == "pruned":
-            note = f"pruned after epoch {t.user_attrs.get('pruned_at', '?')}"
+            note = f"pruned after epoch {ended.get('pruned_at', '?')}"
         if state == "failed" and not note:
             note = "stopped; it runs again when the sweep continues"
-        run = t.user_attrs.get("run")
-        rows.append(Row(t.number, state, dict(t.params), value, t.user_attrs.get("epochs"),
-                        t.user_attrs.get("seconds"), run, note))
+        rows.append(Row(t.number, state, dict(t.params), value, ended.get("epochs"),
+                        ended.get("seconds"), t.user_attrs.get("where", {}).get("run"), note))
     sign = -1.0 if direction == "maximize" else 1.0
     order = {"finished": 0, "pruned": 1, "running": 2, "waiting": 3, "failed": 4}
 

@@ -84,9 +84,11 @@ def open_storage(url: str) -> Any:
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
-            heartbeat_stale_trial_callback=_retry_callback())
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
+                heartbeat_stale_trial_callback=_retry_callback())
     except (ImportError, ValueError, ArgumentError) as exc:  # no driver, or not a URL
         raise UsageError(f"--storage {_safe(url)}: {str(exc).splitlines()[0]}") from None
     except SQLAlchemyError as exc:
@@ -235,8 +237,6 @@ def work(sweep: Sweep, study: Any, *, stop: StopRequest,
             if _is_surplus(study, trial, wanted):
                 study.tell(trial, state=TrialState.FAIL)
                 break
-            trial.set_user_attr("host", socket.gethostname())
-            trial.set_user_attr("pid", os.getpid())
             outcome = run_trial(sweep, study, trial, stop)
         ran += 1
         if on_trial is not None:
@@ -273,8 +273,9 @@ def _fail_lost(study: Any) -> None:
     optuna.storages.fail_stale_trials(study)
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("host") != host or not isinstance(pid, int) or pid == os.getpid() \
+        where = t.user_attrs.get("where", {})
+        pid = where.get("pid")
+        if where.get("host") != host or not isinstance(pid, int) or pid == os.getpid() \
                 or _alive(pid):
             continue
         try:
@@ -331,8 +332,12 @@ def run_trial(sweep: Sweep, study: Any, trial: Any, stop: StopRequest) -> TrialO
 
     params = dict(trial.params)
     retry_of = study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
-    name = trial.user_attrs.get("run") or f"trial-{trial.number:04d}"
-    trial.set_user_attr("run", name)
+    # A retry keeps the run name of the trial it retries (the attributes are copied over).
+    name = trial.user_attrs.get("where", {}).get("run") or f"trial-{trial.number:04d}"
+    # Each set_user_attr is a transaction of the storage: one for where the trial runs, one
+    # for how it ended (a SQLite commit is tens of milliseconds on a busy disk).
+    trial.set_user_attr("where", {"host": socket.gethostname(), "pid": os.getpid(),
+                                  "run": name})
     run_path = sweep.directory / name
     outcome = TrialOutcome(trial.number, "failed", params, None, 0, 0.0, str(run_path),
                            retry_of=retry_of)
@@ -342,11 +347,11 @@ def run_trial(sweep: Sweep, study: Any, trial: Any, stop: StopRequest) -> TrialO
 
     def on_epoch(epoch: int, total: int, logs: dict[str, float], seconds: float) -> None:
         value = logs.get(sweep.epoch_key)
-        if value is None:
+        if value is None or sweep.pruner is None:
             return
         trial.report(value, epoch)
         # After the last epoch there is nothing left to save: the trial simply finishes.
-        if sweep.pruner is not None and epoch < total and trial.should_prune():
+        if epoch < total and trial.should_prune():
             pruned_at.append(epoch)
             stop.finish()
 
@@ -363,7 +368,9 @@ def run_trial(sweep: Sweep, study: Any, trial: Any, stop: StopRequest) -> TrialO
                 _, result, _ = train(loaded, argv=["nntrain", "sweep", sweep.source.name],
                                      force=True, resume=resume, stop=stop, on_epoch=on_epoch)
         finally:
-            import_keras().backend.clear_session()  # free the graph for the next trial
+            # Free the graph for the next trial. Without Keras's gc.collect(), which takes
+            # seconds with TensorFlow loaded; Python's collector gets to the cycles anyway.
+            import_keras().backend.clear_session(free_memory=False)
     except Interrupted as exc:
         # Queued again with the same parameters; the retry continues this run.
         study.tell(trial, state=TrialState.FAIL)
@@ -374,29 +381,29 @@ def run_trial(sweep: Sweep, study: Any, trial: Any, stop: StopRequest) -> TrialO
                           "it") from exc
     except (ConfigError, TrainingDiverged, NntrainError) as exc:
         outcome.error = _one_line(exc)
-        trial.set_user_attr("error", outcome.error)
+        trial.set_user_attr("ended", {"error": outcome.error})
         study.tell(trial, state=TrialState.FAIL)
         return outcome
     except BaseException as exc:
-        trial.set_user_attr("error", f"internal error: {type(exc).__name__}: {exc}")
+        trial.set_user_attr("ended", {"error": f"internal error: {type(exc).__name__}: {exc}"})
         study.tell(trial, state=TrialState.FAIL)
         raise
     value = result.metrics.get(split, {}).get(metric)
     outcome.epochs, outcome.seconds = result.epochs_run, result.seconds
-    trial.set_user_attr("epochs", result.epochs_run)
-    trial.set_user_attr("seconds", round(result.seconds, 3))
+    ended: dict[str, Any] = {"epochs": result.epochs_run, "seconds": round(result.seconds, 3)}
     if value is None:
         outcome.error = f"the run logged no {sweep.spec.metric}"
-        trial.set_user_attr("error", outcome.error)
+        trial.set_user_attr("ended", {**ended, "error": outcome.error})
         study.tell(trial, state=TrialState.FAIL)
         return outcome
     outcome.value = float(value)
     if pruned_at:
-        trial.set_user_attr("pruned_at", pruned_at[0])
-        trial.set_user_attr("value", outcome.value)
+        trial.set_user_attr("ended", {**ended, "value": outcome.value,
+                                      "pruned_at": pruned_at[0]})
         study.tell(trial, state=TrialState.PRUNED)
         outcome.state = "pruned"
     else:
+        trial.set_user_attr("ended", ended)
         study.tell(trial, outcome.value)
         outcome.state = "finished"
     return outcome
