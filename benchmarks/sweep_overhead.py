@@ -6,7 +6,7 @@ One worker runs a sweep of tiny trials (200 rows of moons, 2 epochs, a 2-layer n
 default SQLite storage. For each trial it times the whole cycle as the worker sees it, from the
 end of the trial before to the end of this one (asking Optuna for the trial, checking the
 sampled config, training, telling the study, freeing the graph), and the time spent inside
-``nntrain.train.train`` (data, model, fit, evaluation, writing the run directory: what
+``nntrain.training.train.train`` (data, model, fit, evaluation, writing the run directory: what
 `nntrain train` does). The difference is the sweep's overhead. The first trial, which imports
 TensorFlow, is left out. For scale, the same config trained by `nntrain train` in a fresh
 process: what a sweep that started a process per trial would pay each time.
@@ -47,15 +47,17 @@ space:
 
 
 def measure(trials: int, tmp: Path) -> tuple[list[float], list[float]]:
-    import nntrain.train
-    from nntrain.loop import StopRequest
+    import importlib
+
+    from nntrain.training.loop import StopRequest
     from nntrain.sweep.run import open_study, work
     from nntrain.sweep.spec import load_sweep
 
     (tmp / "base.yaml").write_text(BASE)
     (tmp / "s.yaml").write_text(SWEEP.format(trials=trials))
     inside: list[float] = []
-    real = nntrain.train.train
+    module = importlib.import_module("nntrain.training.train")
+    real = module.train
 
     def timed(*args, **kwargs):  # run_trial imports train when it runs: it gets this one
         t0 = time.perf_counter()
@@ -64,7 +66,7 @@ def measure(trials: int, tmp: Path) -> tuple[list[float], list[float]]:
         finally:
             inside.append(time.perf_counter() - t0)
 
-    nntrain.train.train = timed
+    module.train = timed
     cycles: list[float] = []
     last = time.perf_counter()
 

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 NNTRAIN = [sys.executable, "-m", "nntrain"]
+FAULTS = str(Path(__file__).resolve().parent / "faults.py")  # nntrain with a fault injected
 
 BASE = """
 data:
@@ -128,8 +129,8 @@ def test_a_sweep_killed_mid_trial_continues_with_the_same_parameters(write, tmp_
     path = _sweep(write)
     # SIGKILL in the middle of the 4th checkpoint write of the process: trial 1's second epoch
     # (trial 0 wrote two), after its first epoch's checkpoint.
-    killed = subprocess.run([*NNTRAIN, "sweep", path], capture_output=True, text=True,
-                            cwd=tmp_path, env={**_env(), "NNTRAIN_FAULT": "kill:checkpoint.npz:4"})
+    killed = subprocess.run([sys.executable, FAULTS, "kill:checkpoint.npz:4", "sweep", path],
+                            capture_output=True, text=True, cwd=tmp_path, env=_env())
     assert killed.returncode == -9, killed.stderr
     trials = _study_trials(tmp_path / "s")
     assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING"]

@@ -25,7 +25,8 @@ from nntrain import __version__
 from nntrain.cli.plumbing import (EXIT_PIPE, signals, stdout_gone, until_the_reader_leaves,
                                   write_new_file)
 from nntrain.cli.render import (folds_tables, importance_table, metrics_table, print_classes,
-                                runs_table, stderr, summary_table, value_table)
+                                print_leaderboard, runs_table, short_value, stderr,
+                                summary_table, value_table)
 from nntrain.errors import EXIT_FAILURE, Interrupted, NntrainError, UsageError
 
 app = typer.Typer(
@@ -649,7 +650,7 @@ def sweep(
     to continue; run it on several machines with one --storage to share the work. Prints
     the sweep directory on stdout (or the leaderboard with --json).
     """
-    from nntrain.loop import StopRequest
+    from nntrain.training.loop import StopRequest
 
     if path.is_dir():
         return _sweep_show(path, storage, json_out)
@@ -659,7 +660,7 @@ def sweep(
 
     spec = load_sweep(path, directory)
     study = open_study(spec, storage, force=force, worker=worker)
-    err = _stderr()
+    err = stderr()
     stop = StopRequest()
     tag = f"[worker {worker}] " if jobs > 1 or worker else ""
 
@@ -674,7 +675,7 @@ def sweep(
     def on_trial(t: Any) -> None:
         if quiet:
             return
-        params = " ".join(f"{k}={_short(v)}" for k, v in t.params.items())
+        params = " ".join(f"{k}={short_value(v)}" for k, v in t.params.items())
         value = "" if t.value is None else f"{spec.spec.metric} {t.value:.4f}  "
         what = {"finished": "", "pruned": "pruned  ", "failed": "FAILED  "}[t.state]
         again = f" (again, was {t.retry_of})" if t.retry_of is not None else ""
@@ -686,7 +687,7 @@ def sweep(
 
     children = start_workers(spec, str(path), storage, jobs - 1) if jobs > 1 else []
     try:
-        with _signals(on_signal):
+        with signals(on_signal):
             work(spec, study, stop=stop, on_trial=on_trial)
     finally:
         codes = wait_workers(children)
@@ -704,7 +705,7 @@ def sweep(
                          spec.base.config.output.model_dump(mode="json"))
     if not quiet:
         # The table is for reading: never cut to the 80 columns of a pipe or a log file.
-        _print_board(err if sys.stderr.isatty() else Console(
+        print_leaderboard(err if sys.stderr.isatty() else Console(
             file=sys.stderr, highlight=False, width=200), board, top)
         best = board.best
         tested = report.best_test_metrics(best) if best else None
@@ -723,10 +724,6 @@ def sweep(
         raise typer.Exit(EXIT_FAILURE)
 
 
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def _sweep_board(spec: Any, study: Any) -> Any:
     from nntrain.sweep import report
 
@@ -734,23 +731,6 @@ def _sweep_board(spec: Any, study: Any) -> Any:
                                [d.key for d in spec.dimensions], spec.spec.trials)
     report.run_paths(board, spec.directory)
     return board
-
-
-def _print_board(err: Console, board: Any, top: int) -> None:
-    if top == 0 or not board.rows:
-        return
-    table = Table(title=f"leaderboard (best {min(top, len(board.rows))} of "
-                  f"{len(board.rows)}; all in leaderboard.csv)", title_justify="left")
-    # Headers without the section names, which the key paths mostly share.
-    keys = [k.removeprefix("training.").removeprefix("model.") for k in board.keys]
-    for name in ("trial", "state", *keys, board.metric, "epochs", "seconds"):
-        table.add_column(name, justify="left" if name == "state" else "right")
-    for r in board.rows[:top]:
-        table.add_row(str(r.trial), r.state, *(_short(r.params.get(k, "")) for k in board.keys),
-                      "" if r.value is None else f"{r.value:.4f}",
-                      "" if r.epochs is None else str(r.epochs),
-                      "" if r.seconds is None else f"{r.seconds:.1f}")
-    err.print(table)
 
 
 def _sweep_show(directory: Path, storage: str | None, json_out: bool) -> None:
@@ -780,8 +760,8 @@ def _sweep_show(directory: Path, storage: str | None, json_out: bool) -> None:
         print(json.dumps(board.to_json()))
         return
     width = None if sys.stdout.isatty() else 1_000
-    with _until_the_reader_leaves():
-        _print_board(Console(highlight=False, width=width), board, len(board.rows))
+    with until_the_reader_leaves():
+        print_leaderboard(Console(highlight=False, width=width), board, len(board.rows))
 
 
 # --- entry point -------------------------------------------------------------------------

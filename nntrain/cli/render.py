@@ -154,3 +154,26 @@ def importance_table(summary: Any) -> Table:
     for i in summary.importance:
         table.add_row(i.feature, f"{i.value:.4g}", f"{i.spread:.2g}")
     return table
+
+
+def short_value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def print_leaderboard(err: Console, board: Any, top: int) -> None:
+    """A sweep's leaderboard (nntrain.sweep.report.Leaderboard), its first ``top`` rows."""
+    if top == 0 or not board.rows:
+        return
+    table = Table(title=f"leaderboard (best {min(top, len(board.rows))} of "
+                  f"{len(board.rows)}; all in leaderboard.csv)", title_justify="left")
+    # Headers without the section names, which the key paths mostly share.
+    keys = [k.removeprefix("training.").removeprefix("model.") for k in board.keys]
+    for name in ("trial", "state", *keys, board.metric, "epochs", "seconds"):
+        table.add_column(name, justify="left" if name == "state" else "right")
+    for r in board.rows[:top]:
+        table.add_row(str(r.trial), r.state,
+                      *(short_value(r.params.get(k, "")) for k in board.keys),
+                      "" if r.value is None else f"{r.value:.4f}",
+                      "" if r.epochs is None else str(r.epochs),
+                      "" if r.seconds is None else f"{r.seconds:.1f}")
+    err.print(table)

@@ -128,7 +128,7 @@ def run_paths(board: Leaderboard, directory: Path) -> None:
 def write_outputs(board: Leaderboard, study: Any, directory: Path,
                   base_output: dict[str, Any]) -> list[Path]:
     """leaderboard.csv, best.yaml and the PNGs; returns what was written."""
-    from nntrain.runs import atomic_write_text
+    from nntrain.runs.rundir import atomic_write_text
 
     written = [directory / LEADERBOARD]
     atomic_write_text(directory / LEADERBOARD, board.csv())
@@ -166,7 +166,7 @@ def draw_plots(study: Any, directory: Path) -> list[Path]:
     import optuna.visualization.matplotlib as vis
     from optuna.importance import PedAnovaImportanceEvaluator
 
-    from nntrain.runs import atomic_write
+    from nntrain.runs.rundir import atomic_write
 
     varied = [k for k in complete[0].params
               if len({json.dumps(t.params.get(k)) for t in complete}) > 1]

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from nntrain.errors import ConfigError, Interrupted, NntrainError, UsageError, format_path
-from nntrain.loop import StopRequest
+from nntrain.training.loop import StopRequest
 from nntrain.sweep.spec import Sweep, grid_points
 
 STUDY_DB = "study.db"
@@ -142,7 +142,7 @@ def open_study(sweep: Sweep, url: str | None, *, force: bool = False,
                          f"({'; '.join(changes)}); continuing would mix two searches in one "
                          "study. Pass --force to continue anyway, or give it another directory "
                          "(--dir)")
-    from nntrain.runs import atomic_write_text
+    from nntrain.runs.rundir import atomic_write_text
 
     atomic_write_text(sweep.directory / SWEEP_JSON, json.dumps(
         {"storage": _safe(url) if url != storage_url(sweep, None) else STUDY_DB,
@@ -328,7 +328,7 @@ def run_trial(sweep: Sweep, study: Any, trial: Any, stop: StopRequest) -> TrialO
     from nntrain.config import validate_source
     from nntrain.errors import TrainingDiverged
     from nntrain.tf import import_keras
-    from nntrain.train import train
+    from nntrain.training.train import train
 
     params = dict(trial.params)
     retry_of = study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
@@ -417,8 +417,8 @@ def _one_line(exc: NntrainError) -> str:
 
 def _resumable(run_path: Path) -> Path | None:
     """The run of an earlier attempt at this trial, if it saved a checkpoint."""
-    from nntrain.checkpoint import CHECKPOINT
-    from nntrain.runs import MANIFEST
+    from nntrain.runs.rundir import MANIFEST
+    from nntrain.training.checkpoint import CHECKPOINT
 
     staging = run_path.with_name(f".{run_path.name}.partial")
     for path in (run_path, staging):
@@ -428,7 +428,7 @@ def _resumable(run_path: Path) -> Path | None:
 
 
 def _finished(run_path: Path) -> bool:
-    from nntrain.runs import MANIFEST, METRICS, read_json
+    from nntrain.runs.rundir import MANIFEST, METRICS, read_json
 
     return (run_path / METRICS).is_file() and \
         read_json(run_path / MANIFEST).get("status") == "finished"
@@ -443,7 +443,7 @@ class _Done:
 
 def _read_result(run_path: Path) -> _Done:
     """A trial whose run finished before its worker could tell the study."""
-    from nntrain.runs import MANIFEST, METRICS, read_json
+    from nntrain.runs.rundir import MANIFEST, METRICS, read_json
 
     manifest = read_json(run_path / MANIFEST)
     return _Done(read_json(run_path / METRICS), int(manifest.get("epochs_completed", 0)),

@@ -99,9 +99,9 @@ class Sweep:
     def direction(self) -> str:
         if self.spec.direction is not None:
             return self.spec.direction
-        from nntrain.loop import higher_is_better
+        from nntrain.registry import bigger_is_better
 
-        return "maximize" if higher_is_better(self.split_metric[1]) else "minimize"
+        return "maximize" if bigger_is_better(self.split_metric[1]) else "minimize"
 
     @property
     def pruner(self) -> Pruner | None:
@@ -304,7 +304,7 @@ def _check_key(key: str, where: KeyPath, base: LoadedConfig,
                                 "per trial in the sweep directory); only output.plots may be "
                                 "set", where, key=True))
         return None
-    from nntrain.train import resolved_config
+    from nntrain.runs.record import resolved_config
 
     node: Any = resolved_config(base)
     for i, part in enumerate(path):
