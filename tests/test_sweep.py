@@ -113,7 +113,7 @@ def test_sweep_with_pruning_writes_leaderboard_and_a_best_yaml_that_reproduces(c
     # Run again: the sweep is complete, nothing trains, the same leaderboard comes back.
     rerun = cli("sweep", path, "--json")
     assert rerun.code == 0, rerun.err
-    assert json.loads(rerun.stdout)["leaderboard"] == rows
+    assert json.loads(rerun.out)["leaderboard"] == rows
     assert not any(line.startswith("trial ") for line in rerun.err.splitlines())
     # `nntrain sweep DIR` shows the leaderboard from the study.
     shown = cli("sweep", directory, "--json")
