@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from nntrain.errors import NntrainError, RunExistsError, UsageError
+from nntrain.runs.guard import (RunLock, beside, check_replaceable, clear_staging, complete_staged,
+                              remove_temporaries)
 
 CONFIG = "config.yaml"
 HISTORY = "history.csv"
@@ -112,10 +114,13 @@ class RunDir:
     A resumed run that is in its place already has ``staging == path``.
     """
 
-    def __init__(self, path: Path, staging: Path, force: bool):
+    def __init__(self, path: Path, staging: Path, force: bool, lock: RunLock | None = None):
         self.path = path
         self.staging = staging
         self.force = force
+        self.lock = lock  # this process's hold on the run name (runguard)
+        self.notes: list[str] = []  # what the user should hear about (a discarded run, say)
+        self.kept_beside = False  # commit() kept an unfinished attempt beside an old run
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
@@ -123,13 +128,23 @@ class RunDir:
         run was killed before it could be moved into place."""
         path = Path(path)
         if path.name.startswith(".") and path.name.endswith(".partial"):
-            return cls(path.with_name(path.name[1:-len(".partial")]), path, False)
+            staged, path = path, path.with_name(path.name[1:-len(".partial")])
+            complete_staged(path)  # a kill between the 'finished' manifest and the rename
+            if (staged / MANIFEST).is_file():
+                return cls(path, staged, False)
+        complete_staged(path)
         staging = path.with_name(f".{path.name}.partial")
         if (path / MANIFEST).is_file():
             return cls(path, path, False)
         if (staging / MANIFEST).is_file():
             return cls(path, staging, False)
         raise UsageError(f"{path}: not a run directory (no {MANIFEST})")
+
+    def take(self) -> None:
+        """Own the run name (to resume it): refused while another process does; then the
+        temporaries of writes a kill cut short go."""
+        self.lock = RunLock.take(self.path)
+        remove_temporaries(self.staging)
 
     @classmethod
     def create(cls, root: str | Path, name: str, *, explicit_name: bool, force: bool = False,
@@ -141,29 +156,32 @@ class RunDir:
         except OSError as exc:
             raise UsageError(f"{root}: cannot create the runs directory: {exc.strerror}") from None
         path = root / name
-        if not explicit_name:
-            # Default names are unique per run: config name plus the local start time.
-            stem = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-            path = root / stem
-            n = 2
-            while path.exists() or (root / f".{path.name}.partial").exists():
-                path, n = root / f"{stem}-{n}", n + 1
-        elif path.exists() and not force:
-            raise RunExistsError(f"{path}: a run with this name exists already; choose another "
-                                 "output.name or pass --force to replace it")
-        staging = root / f".{path.name}.partial"
-        if staging.exists():
-            shutil.rmtree(staging)  # left by a run that was killed before it could clean up
         try:
-            staging.mkdir()
+            if explicit_name:
+                lock = RunLock.take(path)  # before anything of the name is looked at
+            else:
+                path, lock = _default_path(root, name)
         except OSError as exc:
             raise UsageError(f"{root}: cannot write here: {exc.strerror}") from None
-        free = shutil.disk_usage(staging).free
-        if free < MIN_FREE_BYTES + need_bytes:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise NntrainError(f"{root}: only {free >> 20} MiB free on disk; the run needs about "
-                               f"{(MIN_FREE_BYTES + need_bytes) >> 20} MiB")
-        return cls(path, staging, force)
+        try:
+            check_replaceable(path, force)
+            note = clear_staging(path, force)
+            staging = root / f".{path.name}.partial"
+            try:
+                staging.mkdir()
+            except OSError as exc:
+                raise UsageError(f"{root}: cannot write here: {exc.strerror}") from None
+            free = shutil.disk_usage(staging).free
+            if free < MIN_FREE_BYTES + need_bytes:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise NntrainError(f"{root}: only {free >> 20} MiB free on disk; the run needs "
+                                   f"about {(MIN_FREE_BYTES + need_bytes) >> 20} MiB")
+        except BaseException:
+            lock.release()
+            raise
+        run = cls(path, staging, force, lock)
+        run.notes += [note] if note else []
+        return run
 
     @property
     def name(self) -> str:
@@ -192,11 +210,20 @@ class RunDir:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def commit(self) -> Path:
-        """Move the run into place (replacing an old one only with --force)."""
+    def commit(self, status: str = "finished") -> Path:
+        """Move the run into place. An old run of the name is replaced (with --force) only by
+        a finished one; an attempt that did not finish is kept beside it, in
+        ``NAME.<status>-<time>``, which becomes ``self.path``."""
+        remove_temporaries(self.staging)
         if self.staging == self.path:
             return self.path
         if self.path.exists():
+            if status != "finished":
+                self.path = beside(self.path, status)
+                self.kept_beside = True
+                os.replace(self.staging, self.path)
+                self.staging = self.path
+                return self.path
             if not self.force:
                 raise RunExistsError(f"{self.path}: appeared while training; the finished run "
                                      f"is kept in {self.staging}")
@@ -206,11 +233,33 @@ class RunDir:
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(self.staging, self.path)
+        self.staging = self.path
         return self.path
 
     def discard(self) -> None:
         if self.staging != self.path:
             shutil.rmtree(self.staging, ignore_errors=True)
+
+    def release(self) -> None:
+        """Let go of the run name (the kernel does it too, when the process ends)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+def _default_path(root: Path, name: str) -> tuple[Path, RunLock]:
+    """Default names are unique per run: config name plus the local start time, and a number
+    when that is taken (or being taken by another process right now)."""
+    stem = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, n = root / stem, 2
+    while True:
+        if not (path.exists() or (root / f".{path.name}.partial").exists()):
+            lock = RunLock.try_take(path)
+            if lock is not None:
+                if not (path.exists() or (root / f".{path.name}.partial").exists()):
+                    return path, lock
+                lock.release()
+        path, n = root / f"{stem}-{n}", n + 1
 
 
 def read_json(path: Path) -> Any:

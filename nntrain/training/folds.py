@@ -163,6 +163,8 @@ def train_folds(prepared: Prepared, *, train_one: Callable[..., Any], name: str,
     except BaseException:
         run.discard()
         raise
+    finally:
+        run.release()  # the run name's lock (runs/guard.py)
     return run, outcome, prepared
 
 

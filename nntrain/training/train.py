@@ -25,6 +25,7 @@ from nntrain.data.baseline import BASELINE, training_rows
 from nntrain.data.preprocess import PREPROCESSING
 from nntrain.errors import Interrupted, NntrainError, TrainingDiverged, UsageError
 from nntrain.plots import Painter, plot_jobs
+from nntrain.runs.guard import environment_error
 from nntrain.runs.record import config_changes, config_text, history_csv, manifest, resolved_config
 from nntrain.runs.rundir import (CONFIG, HISTORY, LABELS, MANIFEST, METRICS, BackgroundWriter,
                                  RunDir, read_json, timestamp)
@@ -80,12 +81,22 @@ def _start(prepared: Prepared, argv: list[str], force: bool, root: str | None) -
     # The model, the checkpoint (weights, optimizer slots, best weights) and their temporaries.
     run = RunDir.create(root or out.dir, name, explicit_name=out.name is not None,
                         force=force or root is not None, need_bytes=params * 4 * 8)
+    prepared.notes += run.notes
     return _Session(run, LoopState(), None, timestamp(), argv, [])
 
 
 def _resume(prepared: Prepared, run_dir: Path, argv: list[str]) -> _Session:
     """Open an earlier run and check that this config may continue it."""
     run = RunDir.open(run_dir)
+    run.take()
+    try:
+        return _check_resume(prepared, run, argv)
+    except BaseException:
+        run.release()
+        raise
+
+
+def _check_resume(prepared: Prepared, run: RunDir, argv: list[str]) -> _Session:
     old_manifest = read_json(run.file(MANIFEST))
     old = yaml.safe_load(run.file(CONFIG).read_text())
     new = resolved_config(prepared.loaded)
@@ -164,15 +175,16 @@ def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = 
         folds = getattr(prepared.config.data.split, "folds", None)
         if folds:
             check_folds(prepared, resume)
-        if on_prepared is not None:
-            on_prepared(prepared)
         kwargs = dict(argv=argv or sys.argv, force=force, resume=resume, stop=stop,
                       on_epoch=on_epoch, on_batch=on_batch, painter=painter)
         if folds:
+            if on_prepared is not None:
+                on_prepared(prepared)
             return train_folds(prepared, train_one=_train,
                                name=loaded.config.output.name
                                or _default_name(loaded.source.name),
                                **{k: v for k, v in kwargs.items() if k != "resume"})
+        kwargs["on_prepared"] = on_prepared  # told once the run name is checked (_train)
         if prepared.chief:
             return _train(prepared, **kwargs)
         # The other workers make the same calls as the chief (saving and evaluating run
@@ -189,8 +201,22 @@ def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = 
 def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | None,
            stop: StopRequest | None, on_epoch: EpochCallback | None,
            on_batch: BatchCallback | None, painter: Painter, root: str | None = None,
+           on_prepared: Callable[[Prepared], None] | None = None,
            ) -> tuple[RunDir, TrainResult, Prepared]:
     session = _resume(prepared, resume, argv) if resume else _start(prepared, argv, force, root)
+    try:
+        # Told only now, so that a refused run name or resume is the only thing printed.
+        if on_prepared is not None:
+            on_prepared(prepared)
+        return _train_run(prepared, session, stop=stop, on_epoch=on_epoch, on_batch=on_batch,
+                          painter=painter)
+    finally:
+        session.run.release()
+
+
+def _train_run(prepared: Prepared, session: _Session, *, stop: StopRequest | None,
+               on_epoch: EpochCallback | None, on_batch: BatchCallback | None,
+               painter: Painter) -> tuple[RunDir, TrainResult, Prepared]:
     run = session.run
     stop = stop if stop is not None else StopRequest()
     elapsed = 0.0
@@ -249,14 +275,17 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
             board.close()
         writes.close()
         elapsed = result.seconds
-    except Interrupted:  # a second Ctrl-C: stop at once, keep the last checkpoint
+    except Interrupted as exc:  # a second Ctrl-C: stop at once, keep the last checkpoint
         writes.settle()
-        _keep_or_discard(run, lambda: write_status("interrupted", saved))
-        raise
+        kept = _keep_or_discard(run, lambda: write_status("interrupted", saved), "interrupted",
+                                saved)
+        raise Interrupted(exc.exit_code - 128, f"interrupted; {kept}") from None
     except BaseException as exc:
         writes.settle()
         kept = run.file(CHECKPOINT).exists()
-        _keep_or_discard(run, lambda: write_status("failed", saved))
+        what = _keep_or_discard(run, lambda: write_status("failed", saved), "failed", saved)
+        if isinstance(exc, OSError) and (error := environment_error(exc, what)) is not None:
+            raise error from exc
         peer = distribute.lost_peer(exc, prepared.strategy)
         if peer is None:
             raise
@@ -270,17 +299,26 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
             resume = "nothing was saved yet: start every worker again"
         raise NntrainError(f"{peer} stopped during training; {resume}") from exc
     if result.interrupted is not None:
-        write_status("interrupted", result.state)
-        run.commit()
+        if not run.file(CHECKPOINT).exists():  # stopped before the first step
+            run.discard()
+            raise Interrupted(result.interrupted, "interrupted before training began; nothing "
+                              "was kept; start it again")
+        try:
+            write_status("interrupted", result.state)
+            run.commit("interrupted")
+        except OSError as exc:
+            raise environment_error(exc, _kept(run, saved)) or exc from exc
         raise Interrupted(result.interrupted, f"interrupted after epoch {result.state.epoch} "
                           f"(step {result.state.step}); the run is saved in {run.path}; "
                           f"continue it with: nntrain train --resume {run.path}")
     if result.diverged is not None:
         epoch, quantity, value = result.diverged
-        _keep_or_discard(run, lambda: write_status("diverged", result.state))
+        kept = _keep_or_discard(run, lambda: write_status("diverged", result.state), "diverged",
+                                result.state)
         raise TrainingDiverged(f"training diverged: {quantity} became {value} in epoch {epoch}",
                                hint="try a lower learning rate (training.optimizer."
-                               "learning_rate), normalized inputs, or a smaller batch_size")
+                               "learning_rate), normalized inputs, or a smaller batch_size"
+                               + (f"; {kept}" if run.kept_beside else ""))
     history: dict[str, list[float]] = {}
     for row in result.state.rows:
         for k, v in row.items():
@@ -319,23 +357,37 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
             painter.finish()
         write_status("finished", result.state)
         run.commit()
-    except BaseException:
+    except BaseException as exc:
         painter.stop()  # before the staging directory moves or goes
-        _keep_or_discard(run, lambda: write_status("failed", result.state))
+        what = _keep_or_discard(run, lambda: write_status("failed", result.state), "failed",
+                                result.state)
+        if isinstance(exc, OSError) and (error := environment_error(exc, what)) is not None:
+            raise error from exc
         raise
     return run, outcome, prepared
 
 
-def _keep_or_discard(run: RunDir, write_status: Callable[[], None]) -> None:
-    """Keep a run that can be resumed (it has a checkpoint), with its status; drop the rest."""
+def _keep_or_discard(run: RunDir, write_status: Callable[[], None], status: str,
+                     state: LoopState) -> str:
+    """Keep a run that can be resumed (it has a checkpoint), with its status; drop the rest.
+    Returns what was kept and how to go on, for the error message."""
     if not run.file(CHECKPOINT).exists():
         run.discard()
-        return
+        return "nothing was kept (no epoch had finished); start it again"
     try:
         write_status()
-        run.commit()
+        run.commit(status)
     except OSError:
         pass  # a full disk, say: the staging directory and its checkpoint stay for --resume
+    return _kept(run, state)
+
+
+def _kept(run: RunDir, state: LoopState) -> str:
+    where = run.staging
+    # A run left staged beside an old run of its name (--force) is resumed by its staging name.
+    resume = run.staging if run.staging != run.path and run.path.exists() else run.path
+    return (f"the run is kept in {where} with its checkpoint after epoch {state.epoch}; "
+            f"continue it with: nntrain train --resume {resume}")
 
 
 def _default_name(source_name: str) -> str:

@@ -9,6 +9,7 @@ with Keras's safe mode; see ``load_keras_file``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -30,6 +31,7 @@ from nntrain.data.tabular import (TablePlan, core_of, read_input_rows, read_labe
                                   read_plan)
 from nntrain.data.preprocess import PREPROCESSING, Preprocessing
 from nntrain.errors import DataError, UsageError, at_file, did_you_mean
+from nntrain.runs.guard import complete_staged
 from nntrain.runs.rundir import CONFIG, MANIFEST, MODEL, read_json
 from nntrain.targets import Targets, fit_targets
 from nntrain.tf import import_keras
@@ -83,6 +85,9 @@ def load_trained(path: str | Path, *, loss: str | None = None,
     ones (a bare file without a recorded loss needs ``loss``); ``target`` names the label column
     of new data files."""
     path = Path(path)
+    if not path.exists():
+        with contextlib.suppress(OSError):
+            complete_staged(path)  # a kill between the 'finished' manifest and the rename
     if path.is_dir():
         return _open_run(path, loss, metrics, target)
     if not path.exists():
