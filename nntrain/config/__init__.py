@@ -3,6 +3,7 @@ listing every problem of the file with its key path."""
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -288,10 +289,12 @@ def _translate(err: dict[str, Any], data: Any, source: Source,
         msg = (f"expected a positive {what}, got {value}" if ctx.get("gt") == 0
                else f"expected a number greater than {ctx.get('gt')}, got {value}")
     elif kind == "greater_than_equal":
-        msg = (f"expected a number >= {ctx.get('ge')} (not negative), got {value}")
+        msg = (f"expected a number >= 0 (not negative), got {value}" if ctx.get("ge") == 0
+               else f"expected at least {ctx.get('ge')}, got {value}")
     elif kind in ("less_than", "less_than_equal"):
         msg = (f"expected a fraction in [0, 1), got {value}" if ctx.get("lt") == 1
-               else f"expected at most {ctx.get('lt', ctx.get('le'))}, got {value}")
+               else f"expected less than {ctx['lt']}, got {value}" if "lt" in ctx
+               else f"expected at most {ctx.get('le')}, got {value}")
     elif kind == "literal_error":
         expected = ctx.get("expected", "")
         msg = f"expected {expected}, got {got}"
@@ -309,7 +312,10 @@ def _translate(err: dict[str, Any], data: Any, source: Source,
         path = path + (field_name,)
         key = True
     elif kind == "learning_rate":  # raised for the optimizer as a whole; point at the value
-        msg = f"expected a positive number, got {_describe(ctx.get('lr'))}"
+        lr = ctx.get("lr")
+        msg = f"expected a positive number, got {_describe(lr)}"
+        if isinstance(lr, float) and not math.isfinite(lr):
+            msg += " (training would diverge at once)"
         path = path + ("learning_rate",)
     else:
         msg = err["msg"].removeprefix("Value error, ")
@@ -319,6 +325,8 @@ def _translate(err: dict[str, Any], data: Any, source: Source,
 def locate(problem: Problem) -> str:
     """'file:line:col: key.path' (or as much of it as is known) for printing."""
     where = problem.file or ""
+    if len(where) > 80:  # a --set with a huge value: the message says what is wrong with it
+        where = where[:77] + "..."
     if problem.line is not None:
         where += f":{problem.line}"
         if problem.column is not None:

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from nntrain.errors import ConfigError, KeyPath, Problem
+from nntrain.filecheck import not_regular
 
 MAX_FILE_BYTES = 1 << 20  # a config is a page of YAML; a megabyte is already absurd
 MAX_DEPTH = 64
@@ -200,13 +201,20 @@ def _build(loader: _Loader, node: yaml.Node, path: KeyPath, source: Source) -> A
             raise _error(source.name, f"invalid value: {exc}", node.start_mark, path) from None
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, child, path + (i,), source) for i, child in enumerate(node.value)]
-    loader.flatten_mapping(node)  # handles "<<: *defaults" merge keys
+    try:
+        loader.flatten_mapping(node)  # handles "<<: *defaults" merge keys
+    except yaml.MarkedYAMLError as exc:  # "<<: 5": a merge of something not a mapping
+        raise _error(source.name, f"invalid merge key: {exc.problem}",
+                     exc.problem_mark or node.start_mark, path) from None
     out: dict[Any, Any] = {}
     seen: dict[Any, yaml.Node] = {}
     for key_node, value_node in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
             raise _error(source.name, "mapping keys must be plain names", key_node.start_mark,
                          path)
+        if key_node.tag not in _PLAIN_TAGS:
+            raise _error(source.name, f"tag {key_node.tag!r} is not allowed: configs hold plain "
+                         "values only", key_node.start_mark, path)
         key = loader.construct_object(key_node)
         if not isinstance(key, str):
             key = key_node.value  # a key like "yes" or "1" is still the name the author wrote
@@ -227,11 +235,14 @@ def load_file(path: str | Path) -> Source:
     try:
         if p.is_dir():
             raise _error(name, "is a directory, not a config file")
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise _error(name, f"file is {size / 2**20:.1f} MiB; config files are limited to "
-                         f"{MAX_FILE_BYTES // 1024} KiB")
-        raw = p.read_bytes()
+        if (why := not_regular(p, "a config file")) is not None:
+            raise _error(name, why)
+        st = p.stat()
+        if st.st_size > MAX_FILE_BYTES:
+            raise _error(name, f"file is {st.st_size / 2**20:.1f} MiB; config files are limited "
+                         f"to {MAX_FILE_BYTES // 1024} KiB")
+        with open(p, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)  # what stat says is not always what is read
     except FileNotFoundError:
         raise _error(name, "no such config file") from None
     except OSError as exc:
@@ -239,5 +250,9 @@ def load_file(path: str | Path) -> Source:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise _error(name, f"not UTF-8 text (byte {exc.start}); is this a config file?") from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        message = f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); is this a config file?"
+        raise ConfigError(message, problems=[Problem(message, file=name, line=line,
+                                                     column=column)]) from None
     return parse(text, name)

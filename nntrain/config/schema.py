@@ -32,6 +32,14 @@ PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
+# numpy's RandomState, which draws the data and the shuffles, takes seeds in [0, 2**32).
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+# A bound that no real run comes near (a million epochs of one step each take hours) but that
+# catches a typo such as 1000000000000, which would otherwise train until killed.
+MAX_EPOCHS = 1_000_000
+# Longest run name: file systems allow 255 bytes in a name, and the staging directory adds
+# '.' and '.partial' (and a kept attempt '.interrupted-YYYYmmdd-HHMMSS').
+MAX_NAME_BYTES = 200
 
 
 class Section(BaseModel):
@@ -86,7 +94,8 @@ class OptimizerSpec(NamedSpec):
         value = _named("optimizer", registry.OPTIMIZERS)(value)
         lr = value.get("learning_rate") if isinstance(value, dict) else None
         if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float))
-                               or lr <= 0):
+                               or not math.isfinite(lr) or lr <= 0):
+            # YAML reads 1e999 as inf, and .nan and .inf are floats: training would diverge.
             raise PydanticCustomError("learning_rate", "expected a positive number, got {lr}",
                                       {"lr": lr})
         return value
@@ -210,9 +219,9 @@ class GeneratedData(Section):
     generator: Annotated[str, Field(json_schema_extra={"enum": list(GENERATORS)})] = "random"
     samples: PositiveInt = 1000
     features: PositiveInt | None = None  # the generator's own default when omitted
-    classes: PositiveInt = 2
+    classes: Annotated[int, Field(ge=2)] = 2  # one class leaves nothing to learn
     noise: NonNegativeFloat = 0.1
-    seed: int | None = None  # training.seed when omitted
+    seed: Seed | None = None  # training.seed when omitted
     split: Split = Split()
     normalize: Normalize = "none"
     target_normalize: TargetNormalize = "none"
@@ -431,11 +440,11 @@ class TrainingConfig(Section):
     loss: LossSpec
     optimizer: OptimizerSpec = OptimizerSpec(name="adam")
     metrics: list[MetricSpec] = []
-    epochs: PositiveInt = 10
+    epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)] = 10
     batch_size: PositiveInt = 32
     shuffle: bool = True  # reshuffle the training rows every epoch
     # One seed for everything random: data generation, splits, weights, shuffling, dropout.
-    seed: int = 42
+    seed: Seed = 42
     early_stopping: EarlyStopping | None = None
     lr_schedule: LrSchedule | None = None
     class_weight: ClassWeight | None = None  # classification only; see ClassWeight
@@ -463,10 +472,14 @@ class OutputConfig(Section):
     @classmethod
     def _plain(cls, value: str | None) -> str | None:
         if value is not None and (not value or "/" in value or "\\" in value
-                                  or value.startswith(".")):
+                                  or value.startswith(".") or not value.isprintable()
+                                  or len(value.encode("utf-8", "surrogatepass"))
+                                  > MAX_NAME_BYTES):
+            shown = repr(value if len(value) <= 60 else value[:60] + "...")
             raise PydanticCustomError(
-                "run_name", "a run name is a plain directory name (no '/', not starting with "
-                "'.'), got {v}", {"v": repr(value)})
+                "run_name", "a run name is a plain directory name (no '/', no control "
+                "characters, not starting with '.', at most {n} bytes), got {v}",
+                {"v": shown, "n": MAX_NAME_BYTES})
         return value
 
 

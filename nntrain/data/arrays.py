@@ -18,6 +18,7 @@ import numpy as np
 
 from nntrain.data.csvfile import Missing, Table
 from nntrain.errors import DataError, did_you_mean
+from nntrain.filecheck import not_regular
 
 # A fixed timestamp for every member, so that the same arrays give the same bytes (np.savez
 # stamps the current time). 1980-01-01 is the earliest date a zip file can hold.
@@ -45,6 +46,8 @@ def read_npz(path: str | Path, x: str = "x", y: str = "y", features: list[int] |
     if str(path) == "-":
         name = "<stdin>"
         source = io.BytesIO(sys.stdin.buffer.read())
+    elif (why := not_regular(path)) is not None:
+        raise DataError.in_file(name, why)
     try:
         archive = np.load(source, allow_pickle=False)
     except FileNotFoundError:
@@ -79,6 +82,8 @@ def read_npy(x_path: str | Path, y_path: str | Path, features: list[int] | None 
 
 
 def _npy(path: str | Path, name: str) -> np.ndarray:
+    if (why := not_regular(path)) is not None:
+        raise DataError.in_file(name, why)
     try:
         loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:

@@ -24,6 +24,7 @@ from typing import Literal, TextIO
 import numpy as np
 
 from nntrain.errors import DataError, did_you_mean
+from nntrain.filecheck import not_regular
 
 # Lines per chunk: big enough that numpy's per-call cost vanishes, small enough that a chunk's
 # text and arrays stay a few tens of MiB whatever the file's size (streaming relies on it).
@@ -105,6 +106,8 @@ def parse_csv(fh: TextIO, target: str, features: list[str] | None, name: str, *,
 
 def open_csv(path: str | Path, name: str) -> TextIO:
     """Open a data file for reading, with one-line errors."""
+    if (why := not_regular(path)) is not None:
+        raise DataError.in_file(name, why)
     try:
         return open(path, newline="", encoding="utf-8-sig")
     except FileNotFoundError:
@@ -154,6 +157,11 @@ def read_header(fh: TextIO, target: str, features: list[str] | None, name: str) 
         raise DataError.in_file(name, "the file is empty; expected a header row and data rows")
     header = [h.strip().lstrip("\ufeff") for h in next(csv.reader([line]), [])]
     index = {h: i for i, h in enumerate(header)}
+    if len(index) < len(header):  # which 'x0' would be meant is anybody's guess
+        twice = sorted({h for h in header if header.count(h) > 1})
+        raise DataError.in_file(name, f"the header names a column more than once: "
+                                f"{', '.join(repr(h) for h in twice)}; column names must be "
+                                "unique", 1)
     if target not in index:
         raise DataError.in_file(
             name, f"no target column '{target}'{did_you_mean(target, header)}; the columns "

@@ -15,7 +15,8 @@ from nntrain.data import synthetic
 from nntrain.data.arrays import read_npy, read_npz
 from nntrain.data.csvfile import Missing, Table, TextFeature, read_csv
 from nntrain.data.preprocess import Preprocessing, fill_values, fit_normalization, policy_name
-from nntrain.data.sources import DataConfig, check_separate_files, data_files, local_path
+from nntrain.data.sources import (DataConfig, check_separate_files, data_files, local_path,
+                                  require_files)
 from nntrain.data import stream, tabular
 from nntrain.errors import DataError
 
@@ -277,6 +278,7 @@ def _read_tables(cfg: DataConfig, seed: int, base_dir: Path,
                                   cfg.noise, cfg.seed if cfg.seed is not None else seed)
         names = [f"x{i}" for i in range(x.shape[1])]
         return {"main": Table(x, y, names, None)}, {"main": f"generate:{cfg.generator}"}
+    require_files(cfg, base_dir)
     tables: dict[str, Table] = {}
     names: dict[str, str] = {}
     for part, where in data_files(cfg).items():

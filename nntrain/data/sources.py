@@ -69,3 +69,22 @@ def local_path(path: str, base_dir: Path) -> str:
         return path
     p = Path(path).expanduser()
     return str(p if p.is_absolute() else base_dir / p)
+
+
+def require_files(cfg: DataConfig, base_dir: Path) -> None:
+    """A missing data file is reported at the config key that names it, with the full path
+    it was looked for at (a relative path is taken from the config file's directory)."""
+    for part, where in data_files(cfg).items():
+        if isinstance(cfg, NpyData):
+            pair = cfg if part == "main" else getattr(cfg, part)
+            keys: tuple[tuple[Any, ...], ...] = (
+                ("data",) + ((part,) if part != "main" else ()) + ("x_path",),
+                ("data",) + ((part,) if part != "main" else ()) + ("y_path",))
+            paths = (pair.x_path, pair.y_path)
+        else:
+            keys = (("data", "path" if part == "main" else f"{part}_path"),)
+            paths = (where,)
+        for key, path in zip(keys, paths):
+            full = local_path(path, base_dir)
+            if full != "-" and not Path(full).exists():
+                raise ConfigError.at(key, f"no such data file: {Path(full).resolve()}")

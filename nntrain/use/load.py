@@ -31,6 +31,7 @@ from nntrain.data.tabular import (TablePlan, core_of, read_input_rows, read_labe
                                   read_plan)
 from nntrain.data.preprocess import PREPROCESSING, Preprocessing
 from nntrain.errors import DataError, UsageError, at_file, did_you_mean
+from nntrain.filecheck import not_regular
 from nntrain.runs.guard import complete_staged
 from nntrain.runs.rundir import CONFIG, MANIFEST, MODEL, read_json
 from nntrain.targets import Targets, fit_targets
@@ -90,6 +91,8 @@ def load_trained(path: str | Path, *, loss: str | None = None,
             complete_staged(path)  # a kill between the 'finished' manifest and the rename
     if path.is_dir():
         return _open_run(path, loss, metrics, target)
+    if (why := not_regular(path, "a .keras file or a run directory")) is not None:
+        raise at_file(UsageError, path, why)
     if not path.exists():
         raise at_file(UsageError, path, "no such run directory or model file")
     if path.suffix != ".keras":

@@ -1,0 +1,98 @@
+"""Inputs that must be refused with one located line and exit 2, never an internal error, a
+hang or a run directory (issue #18, items 8-11)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import TINY
+
+
+@pytest.mark.parametrize("override, where, message", [
+    ("data.classes=1", "data.classes", "expected at least 2, got 1"),
+    ("training.epochs=1000000000000", "training.epochs", "expected at most 1000000"),
+    ("training.optimizer.learning_rate=1e999", "training.optimizer.learning_rate",
+     r"expected a positive number, got inf \(training would diverge at once\)"),
+    ("training.optimizer.learning_rate=.nan", "training.optimizer.learning_rate",
+     "expected a positive number, got nan"),
+    ("training.seed=4294967296", "training.seed", "expected less than 4294967296"),
+    ("training.seed=-1", "training.seed", "not negative"),
+    ('output.name="a\\nb"', "output.name", "no control characters"),
+    ('output.name="a\\0b"', "output.name", "no control characters"),
+    ("output.name=" + "n" * 300, "output.name", "at most 200 bytes"),
+])
+def test_absurd_values_are_refused_before_anything_is_written(cli, tiny, tmp_path, override,
+                                                              where, message):
+    import re
+
+    res = cli("train", tiny, "--set", override)
+    assert res.code == 2, res.err
+    [line] = res.err.splitlines()
+    assert f": {where}: " in line and re.search(message, line), line
+    assert len(line) < 400, "a huge value is not echoed whole"
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("text, where, message", [
+    ("data:\n  <<: 5\n", "run.yaml:2:7: data", "invalid merge key"),
+    ("? !!python/name:os.system\n: 1\n", "run.yaml:1:3",
+     "tag 'tag:yaml.org,2002:python/name:os.system' is not allowed"),
+    ("data: {source: generate}\n# caf\xe9\n", "run.yaml:2:6", r"not UTF-8 text \(byte 0xe9\)"),
+])
+def test_hostile_yaml_is_a_located_error_not_an_internal_one(cli, tmp_path, text, where,
+                                                            message):
+    import re
+
+    (tmp_path / "run.yaml").write_bytes(text.encode("latin-1"))
+    res = cli("validate", "run.yaml")
+    assert res.code == 2 and "internal error" not in res.err
+    [line] = res.err.splitlines()
+    assert line.startswith(where + ": ") and re.search(message, line), line
+
+
+@pytest.mark.parametrize("kind", ["config", "data", "model"])
+def test_fifos_and_devices_are_refused_at_once(cli, write, tmp_path, kind):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    csv_config = write("csv.yaml", TINY.replace(
+        "source: generate\n  generator: moons\n  samples: 200", "source: csv\n  path: d.csv\n"
+        "  target: y"))
+    args = {"config": ("validate", fifo), "data": ("validate", csv_config, "--data", fifo),
+            "model": ("eval", fifo)}[kind]
+    res = cli(*args)  # would block for ever if the FIFO were opened
+    assert res.code == 2
+    assert "is a named pipe (FIFO), not a regular file" in res.err
+    if kind != "data":
+        res = cli(*args[:-1], "/dev/zero")
+        assert res.code == 2 and "/dev/zero" in res.err and "regular file" in res.err
+
+
+def test_a_missing_data_file_names_the_config_line_and_the_full_path(cli, write, tmp_path):
+    config = write("sub/csv.yaml", TINY.replace(
+        "source: generate\n  generator: moons\n  samples: 200",
+        "source: csv\n  path: ../nowhere.csv\n  target: y"))
+    res = cli("validate", config)
+    assert res.code == 2
+    assert res.err.strip() == (f"{config}:3:9: data.path: no such data file: "
+                               f"{tmp_path / 'nowhere.csv'}")
+
+
+def test_duplicate_csv_columns_are_refused(cli, write, tmp_path):
+    (tmp_path / "d.csv").write_text("x0,x0,y\n1,2,0\n3,4,1\n5,6,0\n")
+    config = write("csv.yaml", TINY.replace(
+        "source: generate\n  generator: moons\n  samples: 200",
+        "source: csv\n  path: d.csv\n  target: y"))
+    res = cli("train", config)
+    assert res.code == 2
+    assert res.err.strip() == ("d.csv:1: the header names a column more than once: 'x0'; "
+                               "column names must be unique")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_name_problems_come_before_the_model_table(cli, tiny, tmp_path):
+    (tmp_path / "runs").write_text("a file where the runs directory goes")
+    res = cli("train", tiny)
+    assert res.code == 2
+    assert res.err.strip() == "nntrain: runs: cannot create the runs directory: File exists"
