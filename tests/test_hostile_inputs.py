@@ -96,3 +96,16 @@ def test_run_name_problems_come_before_the_model_table(cli, tiny, tmp_path):
     res = cli("train", tiny)
     assert res.code == 2
     assert res.err.strip() == "nntrain: runs: cannot create the runs directory: File exists"
+
+
+@pytest.mark.parametrize("args, line", [
+    (("trian", "x.yaml"), "nntrain: no such command 'trian' (did you mean 'train'?) "
+                          "(see 'nntrain --help')"),
+    (("train", "--forse", "x.yaml"), "nntrain train: no such option: --forse (did you mean "
+                                     "'--force'?) (see 'nntrain train --help')"),
+    (("eval",), "nntrain eval: missing argument 'RUN' (see 'nntrain eval --help')"),
+])
+def test_unknown_commands_and_options_are_one_line(cli, args, line):
+    res = cli(*args)
+    assert res.code == 2 and res.out == ""
+    assert res.err.strip() == line

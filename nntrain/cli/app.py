@@ -27,7 +27,7 @@ from nntrain.cli.plumbing import (EXIT_PIPE, signals, stdout_gone, until_the_rea
 from nntrain.cli.render import (folds_tables, importance_table, metrics_table, print_classes,
                                 print_leaderboard, runs_table, short_value, stderr,
                                 summary_table, value_table)
-from nntrain.errors import EXIT_FAILURE, Interrupted, NntrainError, UsageError
+from nntrain.errors import EXIT_FAILURE, Interrupted, NntrainError, UsageError, did_you_mean
 
 app = typer.Typer(
     name="nntrain",
@@ -778,6 +778,20 @@ def _report(exc: NntrainError) -> None:
         err.print(line, markup=False)
 
 
+def _usage_message(exc: Any) -> str:
+    """Click's message, with one suggestion in the house's words: "(did you mean '--force'?)"
+    rather than a list of possible options."""
+    from typer._click import exceptions as click
+
+    if isinstance(exc, click.NoSuchOption) and exc.possibilities:
+        return f"no such option: {exc.option_name}{did_you_mean(exc.option_name, exc.possibilities)}"
+    message = exc.format_message().rstrip(".")
+    if isinstance(exc, click.UsageError) and ". Did you mean " in message:  # commands
+        head, _, name = message.partition(". Did you mean ")
+        message = f"{head} (did you mean {name.rstrip('?')}?)"
+    return message[:1].lower() + message[1:] if message[1:2].islower() else message
+
+
 def _on_signal(signum: int, frame: Any) -> None:
     raise Interrupted(signum)
 
@@ -788,11 +802,25 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args or os.environ.get("NNTRAIN_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     _State.argv = args
+    # Typer (0.29) ships its own copy of Click; its exceptions live here.
+    from typer._click import exceptions as click
+
     try:
-        # Standalone mode: Typer handles --help and usage errors (exit 2) and ends in SystemExit.
+        # Not standalone: Click's usage errors come here, to be one line like every other error
+        # rather than a five-line box; --help and typer.Exit return their exit code.
         with signals(_on_signal):
-            app(args=args, prog_name="nntrain")
-        return 0
+            code = app(args=args, prog_name="nntrain", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except click.NoArgsIsHelpError as exc:  # `nntrain` alone: the help, as before
+        exc.show()
+        return exc.exit_code
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "nntrain"
+        print(f"{command}: {_usage_message(exc)} (see '{command} --help')", file=sys.stderr)
+        return exc.exit_code
+    except click.ClickException as exc:
+        print(f"nntrain: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except NntrainError as exc:
