@@ -267,3 +267,38 @@ def test_environment_errors_become_one_located_line(code):
     assert str(error) == f"runs/x/model.keras: {os.strerror(code)}; the run is kept in runs/x"
     assert error.exit_code == 1
     assert environment_error(OSError(errno.EBADF, "bad"), "") is None  # a bug stays one
+
+
+def test_a_second_ctrl_c_during_the_final_save_leaves_an_interrupted_run(config, tmp_path,
+                                                                        monkeypatch):
+    from nntrain import train as training
+    from nntrain.config import load_config
+    from nntrain.errors import Interrupted
+
+    monkeypatch.chdir(tmp_path)
+
+    def ctrl_c(*args):
+        raise Interrupted(signal.SIGINT)
+
+    monkeypatch.setattr(training, "evaluate_splits", ctrl_c)
+    with pytest.raises(Interrupted, match=r"interrupted; the run is kept in runs/tiny with its "
+                                          r"checkpoint after epoch 2; continue it with: "
+                                          r"nntrain train --resume runs/tiny"):
+        training.train(load_config(config))
+    manifest = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+
+
+def test_a_diverged_epoch_gets_its_jsonl_line(cli, write):
+    config = write("sine.yaml", """
+        data: {source: generate, generator: sine, samples: 100}
+        model: {layers: [{type: dense, units: 1}]}
+        training: {loss: mse, optimizer: {name: sgd, learning_rate: 1.0e+30}, epochs: 3}
+        output: {name: boom, plots: false}
+        """)
+    res = cli("train", config, "--jsonl", "-q")
+    assert res.code == 3, res.err
+    [line] = res.out.splitlines()
+    event = json.loads(line)
+    assert event["event"] == "epoch" and event["epoch"] == 1
+    assert event["loss"] is None, "a non-finite loss is null in JSON"

@@ -233,6 +233,8 @@ def run_loop(model: Any, ds: Dataset, cfg: TrainingConfig, *, state: LoopState,
                 bad = next((k for k, v in logs.items() if not math.isfinite(v)), "loss")
                 state.rows.append({"epoch": epoch + 1, **logs})
                 self.finish(diverged=(epoch + 1, bad, logs.get(bad, float("nan"))))
+                if on_epoch is not None:  # its line (and --jsonl's, with nulls) shows where
+                    on_epoch(epoch + 1, cfg.epochs, logs, time.perf_counter() - self.started)
                 return
             done = int(self.model.optimizer.iterations.numpy()) - epoch * per_epoch
             if done < per_epoch:  # stopped by a signal in the middle of the epoch

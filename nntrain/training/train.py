@@ -357,6 +357,11 @@ def _train_run(prepared: Prepared, session: _Session, *, stop: StopRequest | Non
             painter.finish()
         write_status("finished", result.state)
         run.commit()
+    except Interrupted as exc:  # a second Ctrl-C during the final evaluation or save
+        painter.stop()
+        kept = _keep_or_discard(run, lambda: write_status("interrupted", result.state),
+                                "interrupted", result.state)
+        raise Interrupted(exc.exit_code - 128, f"interrupted; {kept}") from None
     except BaseException as exc:
         painter.stop()  # before the staging directory moves or goes
         what = _keep_or_discard(run, lambda: write_status("failed", result.state), "failed",
