@@ -109,3 +109,41 @@ def test_unknown_commands_and_options_are_one_line(cli, args, line):
     res = cli(*args)
     assert res.code == 2 and res.out == ""
     assert res.err.strip() == line
+
+
+@pytest.mark.parametrize("override, where", [
+    ("data.samples=1000000000000", "data.samples: 1,000,000,000,000 rows of 2 features would "
+                                   "take about"),
+    ("model.layers[0].units=100000000000", "model.layers[0].units: the model up to this layer "
+                                           "would take about"),
+])
+def test_sizes_that_cannot_fit_in_memory_are_refused_before_allocating(cli, tiny, tmp_path,
+                                                                      override, where):
+    res = cli("train", tiny, "--set", override)
+    assert res.code == 2
+    [line] = res.err.splitlines()
+    assert where in line and "GiB of memory; this machine has" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_generate_data_refuses_rows_that_cannot_fit(cli):
+    res = cli("generate-data", "moons", "-n", "1000000000000")
+    assert res.code == 2 and res.out == ""
+    assert res.err.startswith("nntrain: --samples 1,000,000,000,000: would take about")
+
+
+def test_inputs_of_the_wrong_rank_for_the_model_are_a_config_error(cli, write, tmp_path):
+    import numpy as np
+
+    rng = np.random.RandomState(0)
+    np.savez(tmp_path / "cube.npz", x=rng.rand(60, 2, 3).astype("float32"),
+             y=rng.randint(0, 2, 60))
+    config = write("npz.yaml", TINY.replace(
+        "source: generate\n  generator: moons\n  samples: 200",
+        "source: npz\n  path: cube.npz"))
+    res = cli("train", config)
+    assert res.code == 2 and "internal error" not in res.err
+    [line] = res.err.splitlines()
+    assert line.startswith(f"{config}:7:5: model.layers: the data has inputs of shape [2, 3] per "
+                           "row (cube.npz)")
+    assert "add {type: flatten} first" in line

@@ -330,7 +330,8 @@ def generate_data(
     pictures (circle/, square/, triangle/) to -o FOLDER."""
     from nntrain import registry
     from nntrain.data.formats import choose_format, encode
-    from nntrain.data.synthetic import GENERATORS, generate
+    from nntrain.data.synthetic import GENERATORS, generate, n_features
+    from nntrain.sizes import generated_bytes, too_big
 
     if list_:
         for name, gen in GENERATORS.items():
@@ -354,6 +355,8 @@ def generate_data(
     gen = GENERATORS[name]
     if features is not None and features < gen.min_features:
         raise UsageError(f"generator '{name}' needs at least {gen.min_features} features")
+    if (why := too_big(generated_bytes(samples, n_features(name, features)))) is not None:
+        raise UsageError(f"--samples {samples:,}: {why}; generate fewer rows")
     fmt = choose_format(output, format_)
     if output == "-" and fmt != "csv" and sys.stdout.isatty():
         raise UsageError(f"not writing binary {fmt.upper()} data to a terminal; pass -o FILE or "
@@ -540,7 +543,7 @@ def export(
     fmt: Annotated[str, typer.Option(
         "--format", "-f", metavar="savedmodel|tflite|onnx",
         help="savedmodel (TensorFlow Serving), tflite (devices) or onnx (needs "
-             "pip install 'nntrain[onnx]').", show_default=False)],
+             "pip install 'nntrain\\[onnx]').", show_default=False)],
     quantize: Annotated[Optional[str], typer.Option(
         "--quantize", metavar="float16|int8", help="TFLite only: float16 weights, or int8 "
         "weights and activations (calibrated on the run's training rows).")] = None,

@@ -19,6 +19,7 @@ from nntrain.data.sources import (DataConfig, check_separate_files, data_files, 
                                   require_files)
 from nntrain.data import stream, tabular
 from nntrain.errors import DataError
+from nntrain.sizes import check_generated
 
 SPLITS = ("train", "validation", "test")
 # Class names in index order: text labels, or the integers a numeric target used
@@ -274,6 +275,7 @@ def _read_tables(cfg: DataConfig, seed: int, base_dir: Path,
                  missing: Missing) -> tuple[dict[str, Table], dict[str, str]]:
     """The main file's rows and those of separate validation and test files, by part."""
     if isinstance(cfg, GeneratedData):
+        check_generated(cfg.samples, synthetic.n_features(cfg.generator, cfg.features))
         x, y = synthetic.generate(cfg.generator, cfg.samples, cfg.features, cfg.classes,
                                   cfg.noise, cfg.seed if cfg.seed is not None else seed)
         names = [f"x{i}" for i in range(x.shape[1])]

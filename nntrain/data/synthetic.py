@@ -127,11 +127,16 @@ GENERATORS: dict[str, Generator] = {
 TWO_D = {"moons", "circles", "spirals"}
 
 
+def n_features(name: str, features: int | None) -> int:
+    """The input columns a generator draws."""
+    return 2 if name in TWO_D else (features or GENERATORS[name].default_features)
+
+
 def generate(name: str, samples: int, features: int | None = None, classes: int = 2,
              noise: float = 0.1, seed: int = 0) -> Arrays:
     """Draw a dataset: x as float32 (samples, features), y as int64 labels or float32 values."""
     gen = GENERATORS[name]
-    features = 2 if name in TWO_D else (features or gen.default_features)
+    features = n_features(name, features)
     rs = np.random.RandomState(seed)
     x, y = gen.make(rs, samples, features, classes, noise)
     y = y.astype(np.int64) if gen.task == "classification" else y.astype(np.float32)

@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from nntrain import backend, registry
 from nntrain.training.class_weights import by_label, resolve_class_weight
 from nntrain.config import LoadedConfig
@@ -16,6 +18,7 @@ from nntrain.config.schema import RunConfig
 from nntrain.data import tabular
 from nntrain.data.dataset import Dataset, load_dataset
 from nntrain.errors import ConfigError, did_you_mean
+from nntrain.sizes import check_model
 from nntrain.model import build_loss, build_metrics, build_model, build_optimizer, input_shape_of
 from nntrain.training.target_scale import TargetScale, fit_target_scale
 from nntrain.targets import Targets, fit_targets
@@ -92,6 +95,7 @@ def prepare(loaded: LoadedConfig) -> Prepared:
     weights = resolve_class_weight(config.training.class_weight, targets=targets,
                                    y_train=ds.y_train, streamed=ds.streamed)
     scale = target_scale_of(config, ds, targets.task)
+    check_model(config.model.layers, int(np.prod(shape or data_shape)))
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         if ds.table is not None:  # categorical columns: the model encodes them first
             model = tabular.build_model(config.model, ds.table,
@@ -101,6 +105,12 @@ def prepare(loaded: LoadedConfig) -> Prepared:
                                 normalization=ds.preprocessing.normalization)
             if scale is not None:
                 model.add(scale.layer(keras))
+    out_shape = tuple(model.outputs[0].shape) if model.outputs else ()
+    if len(out_shape) != 2:  # fit would fail: "target and output must have the same rank"
+        raise ConfigError.at(("model", "layers"), f"the data has inputs of shape {data_shape} "
+                             f"per row ({ds.source}) and the model's output has shape "
+                             f"{list(out_shape)}; its output needs one value per row and unit: "
+                             "add {type: flatten} first, or give inputs of shape [features]")
     distribute.prepare_model(model, strategy)
     prepared = Prepared(loaded, ds, model, targets, notes=list(ds.notes),
                         strategy=strategy, chief=cluster is None or cluster.chief,
