@@ -271,7 +271,7 @@ def test_environment_errors_become_one_located_line(code):
 
 def test_a_second_ctrl_c_during_the_final_save_leaves_an_interrupted_run(config, tmp_path,
                                                                         monkeypatch):
-    from nntrain import train as training
+    from nntrain.training import train as training
     from nntrain.config import load_config
     from nntrain.errors import Interrupted
 
