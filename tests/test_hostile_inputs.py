@@ -147,3 +147,16 @@ def test_inputs_of_the_wrong_rank_for_the_model_are_a_config_error(cli, write, t
     assert line.startswith(f"{config}:7:5: model.layers: the data has inputs of shape [2, 3] per "
                            "row (cube.npz)")
     assert "add {type: flatten} first" in line
+
+
+def test_a_bad_tf_config_index_is_bad_usage_like_a_bad_worker_index(monkeypatch):
+    from nntrain.config.schema import Distribution
+    from nntrain.errors import UsageError
+    from nntrain.training.distribute import cluster_of
+
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:2"]}, '
+                                    '"task": {"type": "worker", "index": 2}}')
+    with pytest.raises(UsageError, match=r"TF_CONFIG: task index 2 is out of range for the 2 "
+                                         r"workers \(0 to 1\)") as exc:
+        cluster_of(Distribution(strategy="multi_worker"))
+    assert exc.value.exit_code == 2

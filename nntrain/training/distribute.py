@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nntrain.config.schema import Distribution
-from nntrain.errors import ConfigError, NntrainError
+from nntrain.errors import ConfigError, NntrainError, UsageError
 from nntrain.tf import import_keras, split_cpu
 
 
@@ -47,15 +47,15 @@ def cluster_of(cfg: Distribution) -> Cluster:
         task = spec["task"]
         index = int(task["index"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise NntrainError(f"TF_CONFIG: expected {{\"cluster\": {{\"worker\": [\"host:port\", "
-                           f"...]}}, \"task\": {{\"type\": \"worker\", \"index\": N}}}}, could "
-                           f"not read {exc!s}") from None
+        raise UsageError(f"TF_CONFIG: expected {{\"cluster\": {{\"worker\": [\"host:port\", "
+                         f"...]}}, \"task\": {{\"type\": \"worker\", \"index\": N}}}}, could "
+                         f"not read {exc!s}") from None
     if task.get("type", "worker") != "worker":
-        raise NntrainError(f"TF_CONFIG: task type '{task.get('type')}' is not supported; "
-                           "MultiWorkerMirroredStrategy needs every task to be a worker")
+        raise UsageError(f"TF_CONFIG: task type '{task.get('type')}' is not supported; "
+                         "MultiWorkerMirroredStrategy needs every task to be a worker")
     if not 0 <= index < len(workers):
-        raise NntrainError(f"TF_CONFIG: task index {index} is out of range for the "
-                           f"{len(workers)} workers (0 to {len(workers) - 1})")
+        raise UsageError(f"TF_CONFIG: task index {index} is out of range for the "
+                         f"{len(workers)} workers (0 to {len(workers) - 1})")
     return Cluster(workers, index)
 
 
