@@ -71,6 +71,8 @@ def test_mirrored_over_two_cpus_matches_one_device(work):
             assert m2[split][name] == pytest.approx(value, rel=1e-4, abs=1e-6), (split, name)
     config = (work / "runs" / "two" / "config.yaml").read_text()
     assert "strategy: mirrored" in config
+    manifest = json.loads((work / "runs" / "two" / "manifest.json").read_text())
+    assert manifest["distribution"] == {"strategy": "mirrored", "replicas": 2}
 
 
 def test_two_workers_train_one_model_and_write_one_run(work):

@@ -56,6 +56,8 @@ def test_verbose_adds_the_details(cli, tiny):
     assert res.code == 0, res.err
     assert f"config: {tiny.resolve()} --set training.epochs=1" in res.err
     assert "fingerprint sha256:" in res.err and "features x0, x1" in res.err
+    assert "(steps_per_execution 32)" in res.err
+    assert "distribution: strategy none, 1 replica(s)" in res.err
     [line] = epoch_lines(res.err)
     assert "learning_rate 0.0100" in line and "rows/s)" in line
     assert "resolved config: runs/tiny/config.yaml" in res.err
@@ -131,7 +133,9 @@ def fake_prepared(rows: int = 100, batch_size: int = 10) -> SimpleNamespace:
     ds = SimpleNamespace(x_train=np.zeros((rows, 2)), x_val=np.zeros((10, 2)),
                          x_test=np.zeros((20, 2)), source="generate:moons", n_features=2)
     model = SimpleNamespace(count_params=lambda: 17, optimizer=None)
-    return SimpleNamespace(config=SimpleNamespace(training=training), dataset=ds, model=model)
+    return SimpleNamespace(config=SimpleNamespace(training=training), dataset=ds, model=model,
+                           steps_per_execution=2,
+                           distribution={"strategy": "none", "replicas": 1})
 
 
 def drive(display: progress.TrainingDisplay) -> None:

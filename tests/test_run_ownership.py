@@ -287,6 +287,7 @@ def test_a_second_ctrl_c_during_the_final_save_leaves_an_interrupted_run(config,
         training.train(load_config(config))
     manifest = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
+    assert manifest["distribution"] == {"strategy": "none", "replicas": 1}
 
 
 def test_a_diverged_epoch_gets_its_jsonl_line(cli, write):

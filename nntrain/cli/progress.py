@@ -102,7 +102,7 @@ class TrainingDisplay:
         if self.live:
             self._start_live(steps=max(1, math.ceil(self._rows / cfg.batch_size)),
                              show_batches=math.ceil(self._rows / cfg.batch_size)
-                             > cfg.steps_per_execution)
+                             > prepared.steps_per_execution)
 
     def _start_live(self, steps: int, show_batches: bool) -> None:
         self._progress = Progress(
@@ -201,8 +201,10 @@ def run_details(prepared: Any) -> list[str]:
         f"data: fingerprint {ds.fingerprint}",
         f"data: features {features}; task {targets.task}{classes}",
         f"training: loss {cfg.loss.name}, optimizer {optimizer}, {cfg.epochs} epochs of "
-        f"{steps} batches of {cfg.batch_size} (steps_per_execution {cfg.steps_per_execution}), "
-        f"seed {cfg.seed}",
+        f"{steps} batches of {cfg.batch_size} (steps_per_execution "
+        f"{prepared.steps_per_execution}), seed {cfg.seed}",
+        "distribution: strategy {strategy}, {replicas} replica(s)".format(
+            **prepared.distribution),
     ]
     if cfg.early_stopping is not None:
         es = cfg.early_stopping

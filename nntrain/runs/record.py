@@ -44,7 +44,8 @@ def resolved_config(loaded: LoadedConfig) -> dict[str, Any]:
 
 def manifest(loaded: LoadedConfig, ds: Dataset, task: str, run: RunDir, status: str, *,
              command: list[str], started: str, seconds: float = 0.0, epochs: int = 0,
-             resumes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+             resumes: list[dict[str, Any]] | None = None,
+             distribution: dict[str, Any] | None = None) -> dict[str, Any]:
     """manifest.json: what ran, on which data, with which versions, and how far it got."""
     import keras
 
@@ -64,6 +65,7 @@ def manifest(loaded: LoadedConfig, ds: Dataset, task: str, run: RunDir, status: 
         "seed": loaded.config.training.seed,
         "backend": name,
         "task": task,
+        "distribution": distribution or {"strategy": "none", "replicas": 1},
         "data": {
             "source": ds.source,
             "fingerprint": ds.fingerprint,

@@ -56,6 +56,19 @@ class Prepared:
             out["target_normalize"] = self.target_scale.to_json()
         return out
 
+    @property
+    def steps_per_execution(self) -> int:
+        """What the model is compiled with: Keras 3.15 fails to run several steps per call
+        under a tf.distribute strategy ("You must feed a value for placeholder tensor"), so a
+        strategy forces 1; the results are the same."""
+        return self.config.training.steps_per_execution if self.strategy is None else 1
+
+    @property
+    def distribution(self) -> dict[str, Any]:
+        """Where it trains, for the manifest and -v: the strategy and its replica count."""
+        replicas = getattr(self.strategy, "num_replicas_in_sync", 1)
+        return {"strategy": self.config.distribution.strategy, "replicas": int(replicas)}
+
     def scope(self) -> contextlib.AbstractContextManager[Any]:
         """Where variables are created: the strategy's scope, to be mirrored."""
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
@@ -185,6 +198,4 @@ def compile_model(prepared: Prepared) -> None:
             optimizer=build_optimizer(cfg, steps_per_epoch(len(prepared.dataset.x_train),
                                                            cfg.batch_size)),
             loss=build_loss(cfg), metrics=build_metrics(cfg),
-            # Keras 3.15 fails to run several steps per call under a tf.distribute strategy
-            # ("You must feed a value for placeholder tensor"); the results are the same.
-            steps_per_execution=cfg.steps_per_execution if prepared.strategy is None else 1)
+            steps_per_execution=prepared.steps_per_execution)

@@ -225,7 +225,8 @@ def _train_run(prepared: Prepared, session: _Session, *, stop: StopRequest | Non
         history = history_csv(state.rows)
         record = manifest(prepared.loaded, prepared.dataset, prepared.targets.task, run, status,
                           command=session.command, started=session.started, seconds=elapsed,
-                          epochs=state.epoch, resumes=session.resumes) | prepared.learned()
+                          epochs=state.epoch, resumes=session.resumes,
+                          distribution=prepared.distribution) | prepared.learned()
 
         def write() -> None:
             run.write_text(HISTORY, history)
