@@ -160,3 +160,15 @@ def test_a_bad_tf_config_index_is_bad_usage_like_a_bad_worker_index(monkeypatch)
                                          r"workers \(0 to 1\)") as exc:
         cluster_of(Distribution(strategy="multi_worker"))
     assert exc.value.exit_code == 2
+
+
+def test_generated_csv_is_written_in_pieces_with_the_same_bytes():
+    from nntrain.data.formats import encode, encode_chunks
+    from nntrain.data.synthetic import generate
+
+    x, y = generate("moons", 25, seed=1)
+    pieces = list(encode_chunks(x, y, "csv", rows=10))
+    assert len(pieces) == 3 and pieces[0].startswith(b"x0,x1,y\n")
+    assert not pieces[1].startswith(b"x0")
+    assert b"".join(pieces) == encode(x, y, "csv")
+    assert sum(p.count(b"\n") for p in pieces) == 26

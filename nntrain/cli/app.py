@@ -329,7 +329,7 @@ def generate_data(
     """Write a synthetic dataset as CSV or NPZ to a file or stdout; `shapes` writes a folder of
     pictures (circle/, square/, triangle/) to -o FOLDER."""
     from nntrain import registry
-    from nntrain.data.formats import choose_format, encode
+    from nntrain.data.formats import choose_format, encode, encode_chunks
     from nntrain.data.synthetic import GENERATORS, generate, n_features
     from nntrain.sizes import generated_bytes, too_big
 
@@ -361,15 +361,16 @@ def generate_data(
     if output == "-" and fmt != "csv" and sys.stdout.isatty():
         raise UsageError(f"not writing binary {fmt.upper()} data to a terminal; pass -o FILE or "
                          "pipe it into a program")
-    data = encode(*generate(name, samples, features, classes, noise, seed), fmt)
+    arrays = generate(name, samples, features, classes, noise, seed)
     if output == "-":
         with until_the_reader_leaves():
             sys.stdout.flush()
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
+            for piece in encode_chunks(*arrays, fmt):  # a pipeline's reader starts at once
+                sys.stdout.buffer.write(piece)
+                sys.stdout.buffer.flush()
         return
     path = Path(output)
-    write_new_file(path, data, force)
+    write_new_file(path, encode(*arrays, fmt), force)
     stderr().print(f"wrote {samples} rows to {path}")
 
 

@@ -342,12 +342,15 @@ def _number(cell: str, column: str, name: str, line: int) -> float:
 
 
 def write_csv(x: np.ndarray, y: np.ndarray, out: TextIO,
-              feature_names: list[str] | None = None, target: str = "y") -> None:
-    """Write features and target with a header; floats keep full float32 precision."""
+              feature_names: list[str] | None = None, target: str = "y", *,
+              header: bool = True) -> None:
+    """Write features and target with a header (unless not, for the rows that follow it);
+    floats keep full float32 precision."""
     names = feature_names or [f"x{i}" for i in range(x.shape[1])]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([*names, target])
+    if header:
+        w.writerow([*names, target])
     ys = [str(int(v)) for v in y] if y.dtype.kind in "iu" else [repr(float(v)) for v in y]
     for row, label in zip(x.tolist(), ys):
         w.writerow([*(repr(float(v)) for v in row), label])
