@@ -118,7 +118,7 @@ class RunDir:
         self.path = path
         self.staging = staging
         self.force = force
-        self.lock = lock  # this process's hold on the run name (runguard)
+        self.lock = lock  # this process's hold on the run name (runs/guard.py)
         self.notes: list[str] = []  # what the user should hear about (a discarded run, say)
         self.kept_beside = False  # commit() kept an unfinished attempt beside an old run
 
@@ -127,12 +127,13 @@ class RunDir:
         """An existing run, to resume: RUN_DIR itself, or its hidden staging directory when the
         run was killed before it could be moved into place."""
         path = Path(path)
+        staged = None
         if path.name.startswith(".") and path.name.endswith(".partial"):
             staged, path = path, path.with_name(path.name[1:-len(".partial")])
+        with contextlib.suppress(OSError):  # a read-only runs directory: open it as it is
             complete_staged(path)  # a kill between the 'finished' manifest and the rename
-            if (staged / MANIFEST).is_file():
-                return cls(path, staged, False)
-        complete_staged(path)
+        if staged is not None and (staged / MANIFEST).is_file():
+            return cls(path, staged, False)
         staging = path.with_name(f".{path.name}.partial")
         if (path / MANIFEST).is_file():
             return cls(path, path, False)
@@ -143,7 +144,10 @@ class RunDir:
     def take(self) -> None:
         """Own the run name (to resume it): refused while another process does; then the
         temporaries of writes a kill cut short go."""
-        self.lock = RunLock.take(self.path)
+        try:
+            self.lock = RunLock.take(self.path)
+        except OSError as exc:
+            raise UsageError(f"{self.path.parent}: cannot write here: {exc.strerror}") from None
         remove_temporaries(self.staging)
 
     @classmethod
