@@ -788,7 +788,8 @@ def _usage_message(exc: Any) -> str:
     from typer._click import exceptions as click
 
     if isinstance(exc, click.NoSuchOption) and exc.possibilities:
-        return f"no such option: {exc.option_name}{did_you_mean(exc.option_name, exc.possibilities)}"
+        suggestion = did_you_mean(exc.option_name, exc.possibilities)
+        return f"no such option: {exc.option_name}{suggestion}"
     message = exc.format_message().rstrip(".")
     if isinstance(exc, click.UsageError) and ". Did you mean " in message:  # commands
         head, _, name = message.partition(". Did you mean ")
