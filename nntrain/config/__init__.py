@@ -325,7 +325,9 @@ def _translate(err: dict[str, Any], data: Any, source: Source,
 def locate(problem: Problem) -> str:
     """'file:line:col: key.path' (or as much of it as is known) for printing."""
     where = problem.file or ""
-    if len(where) > 80:  # a --set with a huge value: the message says what is wrong with it
+    # A --set with a huge value: the message says what is wrong with it. A file's path is
+    # never cut: it is what the user needs to find the file.
+    if where.startswith("--set") and len(where) > 80:
         where = where[:77] + "..."
     if problem.line is not None:
         where += f":{problem.line}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,15 @@ def parse(data: bytes, name: str) -> Checkpoint:
     return Checkpoint(LoopState(**meta["state"]), arrays, meta["names"], meta["best"])
 
 
+def _structural(path: str) -> str:
+    """A variable's path without Keras's per-process counters: "random_flip_3/seed_generator_7"
+    -> "random_flip/seed_generator", "adam/dense_12_kernel_momentum" -> "adam/dense_kernel_
+    momentum". A layer or seed generator the config does not name is numbered by how many were
+    made before it in the process, so a resume in another process (or in a sweep worker that
+    trained other trials first) numbers it differently. Shapes are compared as well."""
+    return re.sub(r"_\d+(?=[_/]|$)", "", path)
+
+
 def restore(model: Any, ckpt: Checkpoint) -> None:
     """Put the model's and optimizer's variables back; they must be built the same way.
 
@@ -129,7 +139,9 @@ def restore(model: Any, ckpt: Checkpoint) -> None:
         if group == "metrics":
             continue
         saved = ckpt.names[group]
-        if [v.path for v in variables] != saved:
+        if ([_structural(v.path) for v in variables] != [_structural(p) for p in saved]
+                or any(tuple(v.shape) != ckpt.arrays[f"{group}/{i}"].shape
+                       for i, v in enumerate(variables))):
             raise UsageError(f"the checkpoint's {group} variables do not match this model; "
                              "was the run's config or nntrain's version changed?")
         for i, v in enumerate(variables):
