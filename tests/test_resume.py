@@ -191,3 +191,27 @@ def test_a_stop_after_the_last_epoch_finishes_the_run(write, tmp_path, monkeypat
             train(loaded, stop=stop, on_epoch=on_epoch)
     status = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())["status"]
     assert status == ("finished" if finished else "interrupted")
+
+
+def test_resume_in_a_process_that_built_other_models_first(cli, write, tmp_path):
+    """Keras numbers unnamed variables (seed generators, optimizer slots) per process: a run
+    resumed in a process that built other models first (a sweep worker, a notebook) must still
+    find its checkpoint's variables."""
+    import keras
+
+    from conftest import TINY
+
+    config = write("run.yaml", TINY.replace(
+        "- {type: dense, units: 8, activation: relu}",
+        "- {type: dense, units: 8, activation: relu}\n    - {type: dropout, rate: 0.2}"))
+    done = subprocess.run([sys.executable, "-m", "nntrain", "train", str(config), "-q",
+                           "--set", "output.plots=false"], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for _ in range(3):  # other models first: the counters move on
+        keras.Sequential([keras.Input((2,)), keras.layers.Dense(8), keras.layers.Dropout(0.2),
+                          keras.layers.Dense(1)]).compile(optimizer="adam", loss="mse")
+    res = cli("train", "--resume", "runs/tiny", "--set", "training.epochs=3", "-q")
+    assert res.code == 0, res.err
+    history = (tmp_path / "runs/tiny/history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3"]
