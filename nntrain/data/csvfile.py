@@ -282,9 +282,9 @@ def _cell(cell: str, column: str, name: str, line: int, allow_missing: bool) -> 
     try:
         return _number(cell, column, name, line)
     except DataError as exc:
-        if allow_missing and _is_missing(cell):
+        if allow_missing and is_missing(cell):
             return math.nan
-        if _is_missing(cell):
+        if is_missing(cell):
             exc.hint = MISSING_HINT
             raise
         raise TextFeature(str(exc), problems=exc.problems) from None
@@ -293,7 +293,7 @@ def _cell(cell: str, column: str, name: str, line: int, allow_missing: bool) -> 
 def _target(cell: str, column: str, name: str, line: int, missing: Missing,
             labels: dict[str, int] | None, numeric_target: bool) -> float:
     text = cell.strip()
-    absent = not text or (labels is None and _is_missing(text))
+    absent = not text or (labels is None and is_missing(text))
     if absent:
         if missing == "drop":
             return math.nan
@@ -315,7 +315,7 @@ def _target(cell: str, column: str, name: str, line: int, missing: Missing,
         raise _TextTarget() from None
 
 
-def _is_missing(cell: str) -> bool:
+def is_missing(cell: str) -> bool:
     """Empty, or a number that is not finite (nan, inf)."""
     text = cell.strip()
     if not text:

@@ -29,7 +29,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from nntrain.config.schema import Column, CsvData, ModelConfig
-from nntrain.data.csvfile import MISSING_HINT, Missing, Table, open_csv
+from nntrain.data.csvfile import MISSING_HINT, Missing, Table, is_missing, open_csv
 from nntrain.data.preprocess import (Normalization, Preprocessing, fill_values,
                                      fit_normalization, policy_name)
 from nntrain.data.sources import data_files, local_path
@@ -226,21 +226,11 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _is_missing(text: str) -> bool:
-    """As csvfile: empty, or a number that is not finite (nan, inf)."""
-    if not text:
-        return True
-    try:
-        return not math.isfinite(float(text))
-    except ValueError:
-        return False
-
-
 def _numeric_cell(cell: str, column: str, rows: TextRows, r: int, missing: Missing) -> float:
     value = _number(cell)
     if value is not None:
         return value
-    if not _is_missing(cell):
+    if not is_missing(cell):
         raise DataError.in_file(rows.name, f"column '{column}': '{cell}' is not a number, but "
                                 "the column is numeric", int(rows.lines[r]),
                                 hint="to treat it as categories, set data.columns."
@@ -268,7 +258,7 @@ def _has_text(cells: np.ndarray) -> bool:
     """Whether any cell is neither a number nor missing."""
     if _numbers(cells) is not None:
         return False
-    return any(not _is_missing(c) and _number(c) is None for c in np.unique(cells).tolist())
+    return any(not is_missing(c) and _number(c) is None for c in np.unique(cells).tolist())
 
 
 # --- the plan: types from the config or the values, vocabularies from the training rows ----
