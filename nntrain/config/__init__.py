@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from nntrain import registry
 from nntrain.config.loader import Source, load_file, parse
 from nntrain.config.overrides import apply_overrides
 from nntrain.config.schema import RunConfig
@@ -65,12 +64,12 @@ def validate_source(source: Source, overrides: list[str]) -> LoadedConfig:
         raise _located(source, applied, [Problem(
             f"the top level must be a mapping of sections (data, model, training), "
             f"got {_describe(data)}")])
-    problems = check_layer_names(data, source.texts)
+    problems: list[Problem] = []
     config = None
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
-        problems = [_translate(err, data, source, applied) for err in exc.errors()] + problems
+        problems = [_translate(err, data, source, applied) for err in exc.errors()]
     if problems:
         problems.sort(key=lambda p: _order(source, p))
         raise _located(source, applied, problems)
@@ -99,57 +98,6 @@ def _located(source: Source, applied: dict[KeyPath, str], problems: list[Problem
         if pos:
             p.line, p.column = pos.line, pos.column
     return ConfigError(problems[0].message, problems=problems)
-
-
-# --- layer names -------------------------------------------------------------------------
-
-# The arguments most often mistyped, checked here for a clear message before Keras sees them;
-# Keras's own constructors check everything else when the model is built.
-_POSITIVE_INT_ARGS = ("units", "filters", "input_dim", "output_dim")
-
-
-def check_layer_names(data: dict[str, Any],
-                      texts: dict[KeyPath, str] | None = None) -> list[Problem]:
-    """Activation names and common argument values inside layers (pydantic checks the types)."""
-    problems: list[Problem] = []
-    model = data.get("model")
-    layers = model.get("layers") if isinstance(model, dict) else None
-    if not isinstance(layers, list):
-        return problems
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, dict):
-            continue
-        for arg in _POSITIVE_INT_ARGS:
-            v = layer.get(arg)
-            if arg in layer and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
-                problems.append(Problem(f"expected a positive integer, "
-                                        f"got {_describe(v)}", ("model", "layers", i, arg)))
-        rate = layer.get("rate")
-        if "rate" in layer and (isinstance(rate, bool) or not isinstance(rate, (int, float))
-                                or not 0 <= rate < 1):
-            problems.append(Problem(f"expected a fraction in [0, 1), got "
-                                    f"{_describe(rate)}", ("model", "layers", i, "rate")))
-        if "activation" not in layer:
-            continue
-        act = layer["activation"]
-        path: KeyPath = ("model", "layers", i, "activation")
-        if act is None:
-            continue
-        if isinstance(act, dict):
-            if "name" not in act:
-                problems.append(Problem("an activation with arguments needs a 'name', e.g. "
-                                        "{name: leaky_relu, negative_slope: 0.1}", path))
-                continue
-            act, path = act["name"], path + ("name",)
-        if not isinstance(act, str):
-            problems.append(Problem(f"expected a name (text), got {_describe(act)}"
-                                    f"{_yaml_hint(act, (texts or {}).get(path, ''))}", path))
-            continue
-        try:
-            registry.resolve("activation", act, registry.ACTIVATIONS)
-        except registry.UnknownName as exc:
-            problems.append(Problem(str(exc), path))
-    return problems
 
 
 # --- pydantic errors -> one-line messages ------------------------------------------------
@@ -295,6 +243,10 @@ def _translate(err: dict[str, Any], data: Any, source: Source,
         msg = (f"expected a fraction in [0, 1), got {value}" if ctx.get("lt") == 1
                else f"expected less than {ctx['lt']}, got {value}" if "lt" in ctx
                else f"expected at most {ctx.get('le')}, got {value}")
+    elif kind == "positive_integer":  # a layer argument (schema._layer_arg_errors)
+        msg = f"expected a positive integer, got {got}"
+    elif kind == "fraction":
+        msg = f"expected a fraction in [0, 1), got {got}"
     elif kind == "literal_error":
         expected = ctx.get("expected", "")
         msg = f"expected {expected}, got {got}"

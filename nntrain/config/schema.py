@@ -3,7 +3,12 @@
 Validation, defaults and the JSON Schema printed by ``nntrain schema`` all come from these
 classes. Everything is strict (``true`` is not a number, ``2.5`` is not an integer) and every
 unknown key is an error. Layer arguments are Keras's own and are checked by Keras when the model
-is built (see model.py); here only the layer ``type`` and its activation names are checked.
+is built (see model.py); here the layer ``type``, its activation names and the few arguments
+most often mistyped are checked, so that `nntrain validate` and a sweep report them with the
+other errors of the file, before any data is read.
+
+Rules that span several keys live here too, as model validators: a rule is written once and
+every command reports it the same way, located at the key to fix (``_errors_at``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
+    ValidationError,
     BeforeValidator,
     ConfigDict,
     Discriminator,
@@ -22,7 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from nntrain import registry
 from nntrain.data.synthetic import GENERATORS
@@ -44,6 +50,16 @@ MAX_NAME_BYTES = 200
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _errors_at(title: str, errors: list[tuple[tuple[str | int, ...], str, str, Any]]
+               ) -> ValidationError:
+    """Several problems found by one model validator, each at its own key below the model:
+    (key path, error type, message, the value found). Pydantic puts the model's own location
+    in front, so each is reported at the key to fix, not at the section."""
+    return ValidationError.from_exception_data(title, [
+        InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=value)
+        for loc, kind, message, value in errors])
 
 
 def _named(kind: str, table: dict[str, Any]):
@@ -263,6 +279,25 @@ class FileData(Section):
                 if part not in split}
         return {**value, "split": {**split, **fill}} if fill else value
 
+    @model_validator(mode="after")
+    def _separate_files_take_no_fraction(self) -> "FileData":
+        errors = []
+        for part in ("validation", "test"):
+            if getattr(self, f"{part}_path", None) is not None:
+                where = f"data.{part}_path"
+            elif getattr(self, part, None) is not None:  # npy: a pair of files
+                where = f"data.{part}"
+            else:
+                continue
+            fraction = getattr(self.split, part)
+            if fraction > 0:
+                errors.append((("split", part), "separate_file", f"the {part} rows come from "
+                               f"{where}, so split.{part} must be 0 (it would take {part} rows "
+                               "from the main file too); remove it", fraction))
+        if errors:
+            raise _errors_at(type(self).__name__, errors)
+        return self
+
 
 def _column_shorthand(value: Any) -> Any:
     """A 'before' validator: `city: categorical` is short for `city: {type: categorical}`."""
@@ -324,6 +359,23 @@ class CsvData(FileData):
                                       "false", {})
         return value
 
+    @model_validator(mode="after")
+    def _streamable(self) -> "CsvData":
+        if not self.stream:
+            return self
+        errors = []
+        if self.path == "-":
+            errors.append((("stream",), "stream", "streaming reads the file again every epoch, "
+                           "and standard input can be read only once; save the data to a file "
+                           "and name it with --data FILE, or set stream: false", True))
+        if self.split.stratify:
+            errors.append((("split", "stratify"), "stream", "streamed rows cannot be "
+                           "stratified: each row's split is decided on its own (by a hash of "
+                           "its position); remove stratify, or set data.stream: false", True))
+        if errors:
+            raise _errors_at(type(self).__name__, errors)
+        return self
+
 
 class NpzData(FileData):
     """A NumPy .npz archive: an inputs array (rows first) and a target array, by name."""
@@ -378,11 +430,65 @@ DataConfig = Annotated[Union[GeneratedData, CsvData, NpzData, NpyData, ImageData
                        Field(discriminator="source")]
 
 
+# The layer arguments most often mistyped, checked with the rest of the file rather than when
+# Keras builds the model: `validate` then reports them all at once, before reading any data, and
+# a sweep checks each value of its search space without building a model. Keras's constructors
+# check every other argument at build time (model.py puts the key path on their errors).
+_POSITIVE_INT_ARGS = ("units", "filters", "input_dim", "output_dim")
+
+
+def _layer_arg_errors(layer: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str, str, Any]]:
+    """Activation names and common argument values of one layer, as _errors_at takes them."""
+    errors: list[tuple[tuple[str | int, ...], str, str, Any]] = []
+    for arg in _POSITIVE_INT_ARGS:
+        v = layer.get(arg)
+        if arg in layer and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+            errors.append(((arg,), "positive_integer", "expected a positive integer", v))
+    rate = layer.get("rate")
+    if "rate" in layer and (isinstance(rate, bool) or not isinstance(rate, (int, float))
+                            or not 0 <= rate < 1):
+        errors.append((("rate",), "fraction", "expected a fraction in [0, 1)", rate))
+    act = layer.get("activation")
+    where: tuple[str | int, ...] = ("activation",)
+    if isinstance(act, dict):
+        if "name" not in act:
+            return errors + [(where, "activation", "an activation with arguments needs a "
+                              "'name', e.g. {name: leaky_relu, negative_slope: 0.1}", act)]
+        act, where = act["name"], where + ("name",)
+    if act is None:
+        return errors
+    if not isinstance(act, str):
+        return errors + [(where, "name_type", "expected a name (text)", act)]
+    try:
+        registry.resolve("activation", act, registry.ACTIVATIONS)
+    except registry.UnknownName as exc:
+        errors.append((where, "unknown_name", str(exc), act))
+    return errors
+
+
 class LayerSpec(BaseModel):
     """One Keras layer: its type and that layer's own arguments (checked by Keras at build)."""
 
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
     type: Annotated[str, Field(json_schema_extra={"enum": list(registry.LAYERS)})]
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_args(cls, value: Any, handler: Any) -> Any:
+        # Wrapped, not before/after, so a bad type and a bad argument of one layer are both
+        # reported.
+        errors = _layer_arg_errors(value) if isinstance(value, dict) else []
+        try:
+            layer = handler(value)
+        except ValidationError as exc:
+            if not errors:
+                raise
+            errors = [(tuple(e["loc"]), e["type"], e["msg"], e["input"]) for e in exc.errors()
+                      ] + errors
+            layer = None
+        if errors:
+            raise _errors_at(cls.__name__, errors)
+        return layer
 
     @field_validator("type")
     @classmethod

@@ -15,7 +15,7 @@ from nntrain.data import synthetic
 from nntrain.data.arrays import read_npy, read_npz
 from nntrain.data.csvfile import Missing, Table, TextFeature, read_csv
 from nntrain.data.preprocess import Preprocessing, fill_values, fit_normalization, policy_name
-from nntrain.data.sources import (DataConfig, check_separate_files, data_files, local_path,
+from nntrain.data.sources import (DataConfig, data_files, local_path,
                                   require_files)
 from nntrain.data import stream, tabular
 from nntrain.errors import DataError
@@ -180,7 +180,6 @@ def load_dataset(cfg: DataConfig, seed: int, base_dir: Path,
         return _pictures(cfg, seed, base_dir, classification=stratify_default)
     if isinstance(cfg, CsvData) and cfg.columns:
         return _table(cfg, seed, base_dir, stratify_default)
-    check_separate_files(cfg)
     policy = policy_name(getattr(cfg, "missing", "error"))
     try:
         tables, names = _read_tables(cfg, seed, base_dir, _parser_missing(policy))
@@ -251,7 +250,6 @@ def _pictures(cfg: ImageData, seed: int, base_dir: Path, classification: bool) -
 def _table(cfg: CsvData, seed: int, base_dir: Path, stratify_default: bool) -> Dataset:
     """A CSV file with text cells or data.columns (see data/tabular.py), split as any file is;
     the vocabularies and the normalization come from the training rows."""
-    check_separate_files(cfg)
     policy = policy_name(cfg.missing)
     files = tabular.read_table(cfg, base_dir, _parser_missing(policy))
     labels = _merge_labels(files.targets, files.names)

@@ -50,19 +50,6 @@ def resolve_paths(cfg: DataConfig, base_dir: Path) -> DataConfig:
     return cfg.model_copy(update=update) if update else cfg
 
 
-def check_separate_files(cfg: DataConfig) -> None:
-    """A split read from its own file takes no fraction of the main file."""
-    files = data_files(cfg)
-    for part, key in (("validation", "validation"), ("test", "test")):
-        if part in files and getattr(cfg.split, key) > 0:
-            where = "data.validation_path" if part == "validation" else "data.test_path"
-            if isinstance(cfg, NpyData):
-                where = f"data.{part}"
-            raise ConfigError.at(("data", "split", key), f"the {part} rows come from {where}, "
-                                 f"so split.{key} must be 0 (it would take {part} rows from the "
-                                 "main file too); remove it")
-
-
 def local_path(path: str, base_dir: Path) -> str:
     """A path from the config, relative to base_dir unless absolute; '-' stays '-'."""
     if path == "-":

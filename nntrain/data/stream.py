@@ -37,8 +37,8 @@ import numpy as np
 from nntrain.config.schema import CsvData, Split
 from nntrain.data.csvfile import Columns, Missing, open_csv, read_chunks, read_header
 from nntrain.data.preprocess import Preprocessing, normalization, policy_name
-from nntrain.data.sources import check_separate_files, data_files, local_path
-from nntrain.errors import ConfigError, DataError
+from nntrain.data.sources import data_files, local_path
+from nntrain.errors import DataError
 
 TRAIN, VALIDATION, TEST = 0, 1, 2
 PARTS = {"train": TRAIN, "validation": VALIDATION, "test": TEST}
@@ -231,15 +231,6 @@ def load_streamed(cfg: CsvData, seed: int, base_dir: Path
     """The pre-pass over every file: (x and y StreamedRows of train, validation and test, the
     feature names, the fingerprint, a description, the preprocessing learned). dataset.py
     makes the Dataset of them."""
-    if cfg.path == "-":
-        raise ConfigError.at(("data", "stream"), "streaming reads the file again every epoch, "
-                             "and standard input can be read only once; save the data to a file "
-                             "and name it with --data FILE, or set stream: false")
-    if cfg.split.stratify:
-        raise ConfigError.at(("data", "split", "stratify"), "streamed rows cannot be "
-                             "stratified: each row's split is decided on its own (by a hash of "
-                             "its position); remove stratify, or set data.stream: false")
-    check_separate_files(cfg)
     policy = policy_name(cfg.missing)
     missing: Missing = "error" if policy == "error" else "drop" if policy == "drop" else "keep"
     fill = cfg.missing.fill if policy == "fill" else None
