@@ -3,8 +3,9 @@
 One file, ``checkpoint.npz``, written atomically (a kill during the write leaves the previous
 checkpoint intact): ``snapshot`` copies the arrays at the end of an epoch, and training.train
 hands ``write`` to a background thread (runs.rundir.BackgroundWriter) while the next epoch
-trains. It holds every variable that decides what training does next, by position
-and checked by name on restore:
+trains. It holds every variable that decides what training does next, by position; on
+restore each is checked by its path without Keras's per-process counters, and by its shape
+(``_structural``):
 
 - the model's variables, including Dropout's seed-generator state and BatchNorm statistics
   (``model.variables``, not just ``model.weights``: Keras's own saving drops the RNG state);

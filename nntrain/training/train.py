@@ -1,6 +1,8 @@
-"""Train a prepared run: open its run directory (new or resumed), fit with checkpoints, write
-the record and move it into place. No YAML parsing, no printing: progress goes to the
-``on_epoch`` callback the caller passes in."""
+"""The orchestration of a run, from a validated config to a run directory in place: prepare
+it (prepare.py), open its run directory (new, resumed, or a worker's scratch one), fit with
+checkpoints (loop.py), write the record (runs/record.py) and move it into place; k-fold runs
+go through folds.py. No config parsing (a resume only compares the run's own config.yaml)
+and no printing: progress goes to the callbacks the caller passes in."""
 
 from __future__ import annotations
 
