@@ -1,7 +1,10 @@
 """The one error family that everything below the CLI raises.
 
 Each error carries a key path (``("model", "layers", 2, "units")``) or a file position, never a
-formatted location: the CLI maps key paths back to ``file:line:column`` with the YAML node tree.
+formatted location. Two ways to make one: ``ConfigError.at(key_path, message)`` for a place in
+the config, ``SomeError.in_file(file, message, line=...)`` for a place in a file (a data file,
+a run directory, a --set expression). Config validation attaches the YAML node tree to the
+error as its ``locator``, and the CLI maps key paths back to ``file:line:column`` with it.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Self
 
 KeyPath = tuple[str | int, ...]
 
@@ -57,13 +61,18 @@ class NntrainError(Exception):
                  hint: str | None = None):
         self.problems: list[Problem] = list(problems) if problems else [Problem(message)]
         self.hint = hint
+        # Places the problems' key paths in the config file (config.Locator); the CLI uses it.
+        self.locator: Any = None
         super().__init__(message or self.problems[0].message)
 
-
-def at_file(cls: type[NntrainError], path: object, message: str,
-            hint: str | None = None) -> NntrainError:
-    """An error about a file or directory, printed location first: ``PATH: message``."""
-    return cls(message, problems=[Problem(message, file=str(path))], hint=hint)
+    @classmethod
+    def in_file(cls, file: object, message: str, line: int | None = None, *,
+                column: int | None = None, path: KeyPath = (),
+                hint: str | None = None) -> Self:
+        """An error about a file or directory (or a line of it), printed location first:
+        ``FILE:LINE:COLUMN: message``."""
+        return cls(message, problems=[Problem(message, tuple(path), file=str(file), line=line,
+                                              column=column)], hint=hint)
 
 
 class ConfigError(NntrainError):
@@ -81,11 +90,6 @@ class DataError(NntrainError):
     """Input data is missing, malformed or does not fit the config."""
 
     exit_code = EXIT_USAGE
-
-    @classmethod
-    def in_file(cls, file: str, message: str, line: int | None = None,
-                hint: str | None = None) -> "DataError":
-        return cls(message, problems=[Problem(message, file=file, line=line)], hint=hint)
 
 
 class UsageError(NntrainError):

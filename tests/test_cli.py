@@ -198,5 +198,13 @@ def test_data_option_reads_stdin(cli, tmp_path, monkeypatch):
     assert res.code == 0, res.err
     manifest = json.loads((tmp_path / "runs" / "piped" / "manifest.json").read_text())
     assert sum(manifest["data"]["rows"].values()) == 40
+    # The resolved config says where its data came from, in the words that were typed.
+    header = (tmp_path / "runs" / "piped" / "config.yaml").read_text().splitlines()[0]
+    assert header.endswith("moons.yaml with --set training.epochs=1 --set output.name=piped "
+                           "--data -"), header
     res = cli("train", ROOT / "configs" / "tutorial.yaml", "--data", "x.csv")
     assert res.code == 2 and "data.source is csv" in res.err
+    # Located at the key that decides it, as every config error is.
+    assert res.err.startswith(f"{ROOT / 'configs' / 'tutorial.yaml'}:10:11: data.source: "
+                              "--data needs"), res.err
+    assert not (tmp_path / "runs" / "tutorial").exists()

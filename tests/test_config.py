@@ -22,7 +22,7 @@ training:
 def problems(text: str, overrides: list[str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as exc:
         load_text(text, "run.yaml", overrides)
-    return [f"{locate(p)}: {p.message}" for p in exc.value.problems]
+    return [f"{locate(p, exc.value.locator)}: {p.message}" for p in exc.value.problems]
 
 
 def test_good_config_fills_defaults():
@@ -112,3 +112,80 @@ def test_semantic_split_check():
                                                 "0.5}"))
     assert got == ["run.yaml:1:65: data.split: validation + test must leave rows for training "
                    "(sum < 1), got 1.0"]
+
+
+# --- rules the schema owns: reported by validation, all at once, each at its key ------------
+
+STREAMED = """\
+data:
+  source: csv
+  path: '-'
+  target: y
+  stream: true
+  test_path: test.csv
+  split: {test: 0.2, stratify: true}
+model:
+  layers:
+    - {type: dense, units: 0, activation: relu}
+    - {type: dropout, rate: 1, activation: off}
+training:
+  loss: mse
+  epochs: 0
+"""
+
+
+def test_data_and_layer_rules_come_with_the_other_errors_of_the_file():
+    # Each used to be raised alone, when the data was read or by a second checker.
+    assert problems(STREAMED) == [
+        "run.yaml:7:17: data.split.test: the test rows come from data.test_path, so split.test "
+        "must be 0 (it would take test rows from the main file too); remove it",
+        "run.yaml:10:28: model.layers[0].units: expected a positive integer, got 0",
+        "run.yaml:11:29: model.layers[1].rate: expected a fraction in [0, 1), got 1",
+        "run.yaml:11:44: model.layers[1].activation: expected a name (text), got the boolean "
+        "false (YAML reads an unquoted off as a boolean; write 'off' in quotes)",
+        "run.yaml:14:11: training.epochs: expected a positive integer, got 0",
+    ]
+    streamed = STREAMED.replace("  test_path: test.csv\n", "")
+    assert problems(streamed)[:2] == [
+        "run.yaml:5:11: data.stream: streaming reads the file again every epoch, and standard "
+        "input can be read only once; save the data to a file and name it with --data FILE, or "
+        "set stream: false",
+        "run.yaml:6:32: data.split.stratify: streamed rows cannot be stratified: each row's "
+        "split is decided on its own (by a hash of its position); remove stratify, or set "
+        "data.stream: false"]
+
+
+def test_a_bad_layer_type_and_a_bad_argument_of_one_layer_are_both_reported():
+    text = GOOD.replace("type: dense, units: 8", "type: dens, units: -8")
+    assert problems(text) == [
+        "run.yaml:4:14: model.layers[0].type: unknown layer type 'dens' (did you mean 'dense'?)",
+        "run.yaml:4:27: model.layers[0].units: expected a positive integer, got -8"]
+
+
+def test_options_that_set_a_key_are_typed_and_errors_name_the_option():
+    from nntrain.config.overrides import option_overrides
+
+    options = option_overrides(strategy="mirroed", backend="jaxx", worker_index=1)
+    assert problems(GOOD, options) == [
+        "--strategy mirroed: distribution.strategy: expected 'none', 'mirrored' or "
+        "'multi_worker', got the text 'mirroed'",
+        "--worker-index 1: distribution.worker_index: worker_index needs the workers list "
+        "beside it (or neither, to read TF_CONFIG)",
+        "--backend jaxx: training.backend: expected 'tensorflow' or 'jax', got the text 'jaxx'"]
+    loaded = load_text(GOOD, "run.yaml", option_overrides(
+        strategy="multi_worker", workers="a:1,b:2", worker_index=1, backend="jax"))
+    assert loaded.config.distribution.workers == ["a:1", "b:2"]
+    assert loaded.config.distribution.worker_index == 1
+    assert loaded.config.training.backend == "jax"
+    assert list(loaded.overrides.values()) == [
+        "--strategy multi_worker", "--workers a:1,b:2", "--worker-index 1", "--backend jax"]
+
+
+def test_data_option_needs_a_source_that_names_its_target():
+    from nntrain.config.overrides import option_overrides
+
+    # Reported at the config's data.source, together with the file's other problems.
+    assert problems(GOOD.replace("epochs: 3", "epochs: 0"), option_overrides(data="x.csv")) == [
+        "run.yaml:1:16: data.source: --data needs a config whose data.source is csv, npz or "
+        "images (it names the target), got the text 'generate'",
+        "run.yaml:8:11: training.epochs: expected a positive integer, got 0"]

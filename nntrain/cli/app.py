@@ -45,15 +45,17 @@ EXIT_CODES_HELP = ("Exit codes: 0 success, 1 runtime failure, 2 bad usage, confi
 
 @contextlib.contextmanager
 def _positions(loaded: Any) -> Iterator[None]:
-    """Errors found after validation (data checks, model build) carry only key paths; give
-    them the file, line and column they came from."""
-    from nntrain.config import with_positions
+    """Errors found after validation (data checks, model build) carry only key paths; attach
+    the config's locator, so _report prints the file, line and column they came from."""
     from nntrain.errors import ConfigError
 
     try:
         yield
     except ConfigError as exc:
-        raise with_positions(exc, loaded) from exc
+        if exc.locator is None:
+            exc.locator = loaded.locator
+            exc.problems.sort(key=exc.locator.order)
+        raise
 
 
 class _State:
@@ -155,16 +157,8 @@ def train(
                          "configs/quickstart.yaml`, or --resume RUN_DIR")
     if config is None:
         config = RunDir.open(resume).file(CONFIG)
-    set_ = list(set_ or [])
-    if strategy is not None:
-        set_.append(f"distribution.strategy={json.dumps(strategy)}")
-    if workers is not None:
-        set_.append(f"distribution.workers={json.dumps(workers.split(','))}")
-    if worker_index is not None:
-        set_.append(f"distribution.worker_index={worker_index}")
-    if backend is not None:
-        set_.append(f"training.backend={json.dumps(backend)}")
-    loaded = _load(config, set_, data)
+    loaded = _load(config, set_, data, strategy=strategy, workers=workers,
+                   worker_index=worker_index, backend=backend)
     stop = StopRequest()
     chief = True  # the other workers of a multi-worker run print nothing on stdout
     reader_left = False  # the reader of --jsonl's lines closed the pipe
@@ -225,21 +219,12 @@ def train(
         raise typer.Exit(EXIT_PIPE) from None
 
 
-def _load(config: Path, sets: list[str] | None, data: str | None) -> Any:
-    """Load and validate the config; --data FILE is --set data.path=FILE for file configs."""
-    from nntrain.config import validate_source
-    from nntrain.config.loader import load_file
+def _load(config: Path, sets: list[str] | None, data: str | None, **options: Any) -> Any:
+    """Load and validate the config with --set and the options that set a config key."""
+    from nntrain.config import load_config
+    from nntrain.config.overrides import option_overrides
 
-    source = load_file(config)
-    overrides = list(sets or [])
-    if data is not None:
-        section = source.data.get("data") if isinstance(source.data, dict) else None
-        kind = section.get("source") if isinstance(section, dict) else None
-        if kind not in ("csv", "npz", "images"):
-            raise UsageError(f"--data needs a config whose data.source is csv, npz or images "
-                             f"(it names the target); {config} has data.source: {kind}")
-        overrides.append(f"data.path={json.dumps(data)}")
-    return validate_source(source, overrides)
+    return load_config(config, [*(sets or []), *option_overrides(data=data, **options)])
 
 
 # --- validate and schema -----------------------------------------------------------------
@@ -776,7 +761,7 @@ def _report(exc: NntrainError) -> None:
 
     err = stderr()
     for p in exc.problems:
-        where = locate(p)
+        where = locate(p, exc.locator)
         line = f"{where}: {p.message}" if where else f"nntrain: {p.message}"
         if exc.hint and p is exc.problems[-1]:
             line += f"; {exc.hint}"

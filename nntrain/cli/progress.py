@@ -185,7 +185,7 @@ class TrainingDisplay:
 def run_details(prepared: Any) -> list[str]:
     """--verbose: where the config came from, the data and the training set-up."""
     loaded, ds, cfg = prepared.loaded, prepared.dataset, prepared.config.training
-    sets = " ".join(f"--set {v}" for v in loaded.overrides.values())
+    sets = " ".join(loaded.overrides.values())
     features = ", ".join(ds.feature_names[:8]) + (", ..." if len(ds.feature_names) > 8 else "")
     classes = ""
     targets = prepared.targets

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from nntrain.config.loader import Source, load_file, parse
-from nntrain.config.overrides import apply_overrides
+from nntrain.config.overrides import Override, apply_overrides, parse_override
 from nntrain.config.schema import RunConfig
 from nntrain.errors import ConfigError, KeyPath, Problem, did_you_mean, format_path
 
@@ -22,7 +22,12 @@ from nntrain.errors import ConfigError, KeyPath, Problem, did_you_mean, format_p
 class LoadedConfig:
     config: RunConfig
     source: Source
+    # The key paths the command line set, and what was typed to set each (--set k=v, --data F).
     overrides: dict[KeyPath, str] = field(default_factory=dict)
+
+    @property
+    def locator(self) -> "Locator":
+        return Locator(self.source, self.overrides)
 
     @property
     def base_dir(self) -> Path:
@@ -30,13 +35,17 @@ class LoadedConfig:
         return Path(self.source.name).resolve().parent
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> LoadedConfig:
+Overrides = list[str | Override]  # --set expressions, or typed ones (overrides.py)
+
+
+def load_config(path: str | Path, overrides: Overrides | None = None) -> LoadedConfig:
     """Read, override and validate a config file. Raises ConfigError with every problem."""
     source = load_file(path)
     return validate_source(source, overrides or [])
 
 
-def load_text(text: str, name: str = "<config>", overrides: list[str] | None = None) -> LoadedConfig:
+def load_text(text: str, name: str = "<config>", overrides: Overrides | None = None
+              ) -> LoadedConfig:
     return validate_source(parse(text, name), overrides or [])
 
 
@@ -47,8 +56,11 @@ PATH_KEYS = {("data", key) for key in ("path", "validation_path", "test_path", "
     {("data", part, key) for part in ("validation", "test") for key in ("x_path", "y_path")}
 
 
-def validate_source(source: Source, overrides: list[str]) -> LoadedConfig:
-    data, applied = apply_overrides(source.data, overrides)
+def validate_source(source: Source, overrides: Overrides) -> LoadedConfig:
+    typed = [parse_override(o) if isinstance(o, str) else o for o in overrides]
+    problems = _misplaced_options(source.data, typed)
+    data, applied = apply_overrides(source.data, [o for o in typed if o.sources is None or
+                                                  _data_source(source.data) in o.sources])
     base = Path(source.name).resolve().parent  # LoadedConfig.base_dir
     for key in PATH_KEYS if base != Path.cwd() else ():
         if not any(key[:n] in applied for n in range(1, len(key) + 1)):
@@ -61,43 +73,75 @@ def validate_source(source: Source, overrides: list[str]) -> LoadedConfig:
                 not Path(value).expanduser().is_absolute():
             node[key[-1]] = str(Path.cwd() / Path(value).expanduser())
     if not isinstance(data, dict):
-        raise _located(source, applied, [Problem(
+        raise config_error(Locator(source, applied), [Problem(
             f"the top level must be a mapping of sections (data, model, training), "
             f"got {_describe(data)}")])
-    problems: list[Problem] = []
     config = None
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
-        problems = [_translate(err, data, source, applied) for err in exc.errors()]
+        problems += [_translate(err, data, source, applied) for err in exc.errors()]
     if problems:
-        problems.sort(key=lambda p: _order(source, p))
-        raise _located(source, applied, problems)
+        raise config_error(Locator(source, applied), problems)
     assert config is not None
     return LoadedConfig(config, source, applied)
 
 
-def _order(source: Source, problem: Problem) -> tuple[int, int]:
-    pos = source.position(problem.path, key=problem.key)
-    return (pos.line, pos.column) if pos else (0, 0)
+def _data_source(data: Any) -> Any:
+    section = data.get("data") if isinstance(data, dict) else None
+    return section.get("source") if isinstance(section, dict) else None
 
 
-def _located(source: Source, applied: dict[KeyPath, str], problems: list[Problem]) -> ConfigError:
-    """Fill in file and line for every problem: from the YAML, or the --set that set it."""
-    for p in problems:
-        if p.file is not None:
-            continue
-        # The --set that set this key or one inside it (an unknown section it made up).
-        expr = next((e for k, e in applied.items()
-                     if p.path[: len(k)] == k or (p.path and k[: len(p.path)] == p.path)), None)
-        if expr is not None:
-            p.file = f"--set {expr}"
-            continue
-        p.file = source.name
-        pos = source.position(p.path, key=p.key)
+def _misplaced_options(data: Any, overrides: list[Override]) -> list[Problem]:
+    """--data on a config whose data source takes no data.path (it would not name a target)."""
+    problems = []
+    for o in overrides:
+        kind = _data_source(data)
+        if o.sources is not None and kind not in o.sources:
+            option = o.origin.split(" ", 1)[0]
+            problems.append(Problem(
+                f"{option} needs a config whose data.source is {', '.join(o.sources[:-1])} or "
+                f"{o.sources[-1]} (it names the target), got {_describe(kind)}",
+                ("data", "source"), key=kind is None))
+    return problems
+
+
+@dataclass
+class Locator:
+    """Where a key path of a config is: its place in the file (the YAML node tree), or the
+    command-line words that set it. Attached to a ConfigError; the CLI places its problems."""
+
+    source: Source
+    applied: dict[KeyPath, str] = field(default_factory=dict)
+
+    def order(self, problem: Problem) -> tuple[int, int]:
+        """Sort key: the file order of the key path (0, 0 when the file lacks it)."""
+        pos = self.source.position(problem.path, key=problem.key)
+        return (pos.line, pos.column) if pos else (0, 0)
+
+    def place(self, problem: Problem) -> None:
+        """Fill in file, line and column: from the YAML, or the override that set the key."""
+        if problem.file is not None:
+            return
+        # The override that set this key or one inside it (an unknown section it made up).
+        origin = next((o for k, o in self.applied.items()
+                       if problem.path[: len(k)] == k
+                       or (problem.path and k[: len(problem.path)] == problem.path)), None)
+        if origin is not None:
+            problem.file = origin
+            return
+        problem.file = self.source.name
+        pos = self.source.position(problem.path, key=problem.key)
         if pos:
-            p.line, p.column = pos.line, pos.column
-    return ConfigError(problems[0].message, problems=problems)
+            problem.line, problem.column = pos.line, pos.column
+
+
+def config_error(locator: Locator, problems: list[Problem]) -> ConfigError:
+    """One ConfigError of every problem, in file order, that the CLI can place."""
+    problems = sorted(problems, key=locator.order)
+    error = ConfigError(problems[0].message, problems=problems)
+    error.locator = locator
+    return error
 
 
 # --- pydantic errors -> one-line messages ------------------------------------------------
@@ -274,8 +318,11 @@ def _translate(err: dict[str, Any], data: Any, source: Source,
     return Problem(msg, path, key=key)
 
 
-def locate(problem: Problem) -> str:
-    """'file:line:col: key.path' (or as much of it as is known) for printing."""
+def locate(problem: Problem, locator: Locator | None = None) -> str:
+    """'file:line:col: key.path' (or as much of it as is known) for printing; a locator (the
+    error's) first places a problem known only by its key path."""
+    if locator is not None:
+        locator.place(problem)
     where = problem.file or ""
     # A --set with a huge value: the message says what is wrong with it. A file's path is
     # never cut: it is what the user needs to find the file.
@@ -289,10 +336,3 @@ def locate(problem: Problem) -> str:
     if keypath:
         where = f"{where}: {keypath}" if where else keypath
     return where
-
-
-def with_positions(exc: ConfigError, loaded: LoadedConfig) -> ConfigError:
-    """Give a ConfigError raised after validation (model build, data checks) its file places."""
-    located = _located(loaded.source, loaded.overrides, exc.problems)
-    located.problems.sort(key=lambda p: (p.line or 0, p.column or 0))
-    return located

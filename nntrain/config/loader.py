@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from nntrain.errors import ConfigError, KeyPath, Problem
+from nntrain.errors import ConfigError, KeyPath
 from nntrain.filecheck import not_regular
 
 MAX_FILE_BYTES = 1 << 20  # a config is a page of YAML; a megabyte is already absurd
@@ -113,9 +113,8 @@ def _mark(node: yaml.Node) -> Position:
 def _error(name: str, message: str, mark: Any | None = None,
            path: KeyPath = ()) -> ConfigError:
     if mark is None:
-        return ConfigError(message, problems=[Problem(message, path, file=name)])
-    return ConfigError(message, problems=[
-        Problem(message, path, file=name, line=mark.line + 1, column=mark.column + 1)])
+        return ConfigError.in_file(name, message, path=path)
+    return ConfigError.in_file(name, message, mark.line + 1, column=mark.column + 1, path=path)
 
 
 def _reader_error(name: str, text: str, exc: yaml.reader.ReaderError) -> ConfigError:
@@ -124,7 +123,7 @@ def _reader_error(name: str, text: str, exc: yaml.reader.ReaderError) -> ConfigE
     column = exc.position - text.rfind("\n", 0, exc.position)
     message = (f"character U+{exc.character:04X} is not allowed in YAML; is this a config "
                "file?")
-    return ConfigError(message, problems=[Problem(message, file=name, line=line, column=column)])
+    return ConfigError.in_file(name, message, line, column=column)
 
 
 def _check_size(node: yaml.Node, name: str) -> None:
@@ -253,6 +252,5 @@ def load_file(path: str | Path) -> Source:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         message = f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); is this a config file?"
-        raise ConfigError(message, problems=[Problem(message, file=name, line=line,
-                                                     column=column)]) from None
+        raise ConfigError.in_file(name, message, line, column=column) from None
     return parse(text, name)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nntrain import registry
-from nntrain.errors import UsageError, at_file, did_you_mean
+from nntrain.errors import UsageError, did_you_mean
 from nntrain.runs.guard import complete_all_staged
 from nntrain.runs.rundir import CONFIG, MANIFEST, METRICS, MODEL, read_json
 
@@ -57,7 +57,7 @@ def list_runs(root: str | Path, *, include_incomplete: bool = False) -> list[Run
     """
     root = Path(root)
     if not root.is_dir():
-        raise at_file(UsageError, root, "no such runs directory")
+        raise UsageError.in_file(root, "no such runs directory")
     complete_all_staged(root)  # finished runs a kill left staged go into place first
     runs = []
     for entry in sorted(root.iterdir()):

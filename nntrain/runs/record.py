@@ -87,7 +87,7 @@ def manifest(loaded: LoadedConfig, ds: Dataset, task: str, run: RunDir, status: 
 def config_text(loaded: LoadedConfig, run: RunDir) -> str:
     """config.yaml: the resolved config, with a header saying where it came from."""
     header = (f"# Resolved by nntrain {nntrain.__version__} from {loaded.source.name}"
-              + (f" with {' '.join('--set ' + e for e in loaded.overrides.values())}"
+              + (f" with {' '.join(loaded.overrides.values())}"
                  if loaded.overrides else "")
               + "\n# Every default is filled in; train it again with: "
               f"nntrain train {run.path / CONFIG}\n")

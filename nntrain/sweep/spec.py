@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nntrain.config import LoadedConfig, validate_source
+from nntrain.config import LoadedConfig, Locator, config_error, validate_source
 from nntrain.config.loader import Source, load_file
 from nntrain.config.overrides import parse_key
 from nntrain.errors import ConfigError, KeyPath, Problem, did_you_mean, format_path
@@ -367,11 +367,4 @@ def _check_grid(spec: SweepSpec, dimensions: list[Dimension], problems: list[Pro
 
 
 def _located(source: Source, problems: list[Problem]) -> ConfigError:
-    for p in problems:
-        if p.file is None:
-            p.file = source.name
-            pos = source.position(p.path, key=p.key)
-            if pos:
-                p.line, p.column = pos.line, pos.column
-    problems.sort(key=lambda p: (p.line or 0, p.column or 0))
-    return ConfigError(problems[0].message, problems=problems)
+    return config_error(Locator(source), problems)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from nntrain.data.images import is_picture_source
-from nntrain.errors import UsageError, at_file
+from nntrain.errors import UsageError
 from nntrain.model import build_loss, build_metrics
 from nntrain.use.load import (BATCH_ROWS, Trained, forward_pass, load_trained, read_labeled,
                               run_rows, split_batches)
@@ -49,7 +49,7 @@ def evaluate(model: str | Path, data: str | None = None, *, target: str | None =
     if data is None:
         ds = run_rows(trained)
         if not len(ds.x_test):
-            raise at_file(UsageError, trained.run_dir, "the run has no test rows "
+            raise UsageError.in_file(trained.run_dir, "the run has no test rows "
                           "(data.split.test is 0); pass --data FILE to score other data")
         inputs = ds.inputs("test", batch)  # exactly what training evaluated
         batches: Any = split_batches(ds, "test")

@@ -27,7 +27,7 @@ import numpy as np
 
 from nntrain import registry
 from nntrain.data.baseline import BASELINE, BASELINE_KINDS, TrainingRows
-from nntrain.errors import DataError, UsageError, at_file, did_you_mean
+from nntrain.errors import DataError, UsageError, did_you_mean
 from nntrain.runs.rundir import read_json
 from nntrain.tf import import_keras
 from nntrain.use.load import (BATCH_ROWS, InputRows, Trained, load_trained, read_labeled,
@@ -360,10 +360,10 @@ def explain(model: str | Path, data: str | None = None, *, method: str = "gradie
                          f"'{baseline}'{did_you_mean(baseline, BASELINE_KINDS)}")
     trained = load_trained(model, loss=loss)
     if len(trained.input_shape) != 1:
-        raise at_file(UsageError, trained.path, "explain attributes a prediction to input "
+        raise UsageError.in_file(trained.path, "explain attributes a prediction to input "
                       f"columns; this model takes inputs of shape {trained.input_shape}")
     if trained.targets.task == "regression" and trained.n_outputs != 1:
-        raise at_file(UsageError, trained.path, "explain explains one output; this regressor "
+        raise UsageError.in_file(trained.path, "explain explains one output; this regressor "
                       f"has {trained.n_outputs}")
     if method == "permutation":
         if baseline is not None or class_name is not None:
@@ -414,9 +414,9 @@ def _recorded_rows(trained: Trained) -> TrainingRows | None:
     try:
         rows = TrainingRows.from_json(read_json(path))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise at_file(DataError, path, f"cannot read it: {exc}") from None
+        raise DataError.in_file(path, f"cannot read it: {exc}") from None
     if len(rows.mean) != trained.n_inputs:
-        raise at_file(DataError, path, f"records {len(rows.mean)} columns, but the model takes "
+        raise DataError.in_file(path, f"records {len(rows.mean)} columns, but the model takes "
                       f"{trained.n_inputs}")
     return rows
 
@@ -430,7 +430,7 @@ def _baseline_kind(trained: Trained, rows: TrainingRows | None, kind: str | None
             f"the run has no {BASELINE} (it was trained before nntrain recorded one)")
     wanted = f"--baseline {kind} needs the training rows' {kind}" if kind else \
         "explain measures attributions from the training rows' mean"
-    raise at_file(UsageError, trained.name, f"{wanted}, but {what}",
+    raise UsageError.in_file(trained.name, f"{wanted}, but {what}",
                   hint="pass --baseline zeros, or train the run again")
 
 
@@ -483,7 +483,7 @@ def _input_rows(trained: Trained, data: str | None
 def _test_rows(trained: Trained) -> Any:
     ds = run_rows(trained)
     if not len(ds.x_test):
-        raise at_file(UsageError, trained.run_dir, "the run has no test rows (data.split.test "
+        raise UsageError.in_file(trained.run_dir, "the run has no test rows (data.split.test "
                       "is 0); pass --data FILE to explain other rows")
     return ds
 

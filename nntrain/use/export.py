@@ -20,7 +20,7 @@ import numpy as np
 
 from nntrain import backend
 from nntrain.data.images import is_picture_source
-from nntrain.errors import ExportMismatch, NntrainError, UsageError, at_file
+from nntrain.errors import ExportMismatch, NntrainError, UsageError
 from nntrain.runs.rundir import atomic_write
 from nntrain.tf import quiet_stderr
 from nntrain.use.pictures import without_augmentation
@@ -77,14 +77,14 @@ def export_model(model: str | Path, fmt: str, *, quantize: str | None = None,
                          "process (any run's model.keras loads on either backend)")
     trained = load_trained(model)
     if trained.table is not None:
-        raise at_file(UsageError, trained.name, "export of a run with column types "
+        raise UsageError.in_file(trained.name, "export of a run with column types "
                       "(data.columns, or categorical columns) is not built yet; its model.keras "
                       "takes raw rows in Keras")
     dest = Path(output) if output is not None else default_path(trained, fmt, quantize)
     if (dest.exists() or dest.is_symlink()) and not force:
-        raise at_file(UsageError, dest, "exists already; pass --force to replace it")
+        raise UsageError.in_file(dest, "exists already; pass --force to replace it")
     if output is not None and not dest.parent.is_dir():
-        raise at_file(UsageError, dest.parent, "no such directory")
+        raise UsageError.in_file(dest.parent, "no such directory")
     sample, calibration = _rows(trained, data)
     expected = predict_all(trained, sample)
     # Exported without the augmentation layers (identity outside training); checked against
@@ -146,7 +146,7 @@ def _rows(trained: Trained, data: str | None) -> tuple[np.ndarray, np.ndarray]:
             rows.close()  # the first chunk is plenty
         sample, calibration = x[:SAMPLE_ROWS], x[:CALIBRATION_ROWS]
     elif trained.run_dir is None:
-        raise at_file(UsageError, trained.path, "a bare model file has no data to check the "
+        raise UsageError.in_file(trained.path, "a bare model file has no data to check the "
                       "export with; pass --data FILE (a CSV of inputs)")
     else:
         # The data only needs to look like the run's: an edited file still checks the export.

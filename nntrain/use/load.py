@@ -30,7 +30,7 @@ from nntrain.data.dataset import Dataset, load_dataset
 from nntrain.data.tabular import (TablePlan, core_of, read_input_rows, read_labeled_rows,
                                   read_plan)
 from nntrain.data.preprocess import PREPROCESSING, Preprocessing
-from nntrain.errors import DataError, UsageError, at_file, did_you_mean
+from nntrain.errors import DataError, UsageError, did_you_mean
 from nntrain.filecheck import not_regular
 from nntrain.runs.guard import complete_staged
 from nntrain.runs.rundir import CONFIG, MANIFEST, MODEL, read_json
@@ -92,15 +92,15 @@ def load_trained(path: str | Path, *, loss: str | None = None,
     if path.is_dir():
         return _open_run(path, loss, metrics, target)
     if (why := not_regular(path, "a .keras file or a run directory")) is not None:
-        raise at_file(UsageError, path, why)
+        raise UsageError.in_file(path, why)
     if not path.exists():
-        raise at_file(UsageError, path, "no such run directory or model file")
+        raise UsageError.in_file(path, "no such run directory or model file")
     if path.suffix != ".keras":
-        raise at_file(UsageError, path, "not a .keras file; nntrain loads only Keras 3 .keras "
+        raise UsageError.in_file(path, "not a .keras file; nntrain loads only Keras 3 .keras "
                       "files, or a run directory, which holds one")
     config = _keras_config(path)
     if isinstance((config.get("config") or {}).get("input_layers"), dict):
-        raise at_file(UsageError, path, "the model takes named columns (a table with "
+        raise UsageError.in_file(path, "the model takes named columns (a table with "
                       "categorical columns), which only its run directory describes; pass the "
                       "run directory, or call it in Keras with a dict of columns")
     model = load_keras_file(path, config)
@@ -108,7 +108,7 @@ def load_trained(path: str | Path, *, loss: str | None = None,
     compiled = compiled if isinstance(compiled, dict) else {}
     loss_spec = loss or _recorded_loss(compiled)
     if loss_spec is None:
-        raise at_file(UsageError, path, "the file does not record the loss it was trained "
+        raise UsageError.in_file(path, "the file does not record the loss it was trained "
                       "with; name it with --loss (e.g. --loss sparse_categorical_crossentropy), "
                       "which also tells a classifier from a regressor")
     recorded = metrics if metrics is not None else _recorded_metrics(compiled)
@@ -124,11 +124,11 @@ def _open_run(run_dir: Path, loss: str | None, metrics: list[str] | None,
     if not model_file.is_file():
         status = (_read_optional_json(run_dir / MANIFEST) or {}).get("status")
         if status:  # interrupted, failed, diverged, or still running
-            raise at_file(UsageError, run_dir, f"the run has no {MODEL}: its status is "
+            raise UsageError.in_file(run_dir, f"the run has no {MODEL}: its status is "
                           f"'{status}'", hint=f"resume it with: nntrain train --resume {run_dir}")
-        raise at_file(UsageError, run_dir, f"not a run directory: there is no {MODEL} in it")
+        raise UsageError.in_file(run_dir, f"not a run directory: there is no {MODEL} in it")
     if not (run_dir / CONFIG).is_file():
-        raise at_file(UsageError, run_dir, f"not a complete run directory: {CONFIG} is "
+        raise UsageError.in_file(run_dir, f"not a complete run directory: {CONFIG} is "
                       f"missing; use {model_file} as a bare model file instead")
     loaded = load_config(run_dir / CONFIG)
     model = load_keras_file(model_file)
@@ -166,7 +166,7 @@ def _read_optional_json(path: Path) -> Any:
     try:
         return read_json(path)
     except (OSError, ValueError) as exc:
-        raise at_file(DataError, path, f"cannot read it: {exc}") from None
+        raise DataError.in_file(path, f"cannot read it: {exc}") from None
 
 
 def load_keras_file(path: Path, config: dict[str, Any] | None = None) -> Any:
@@ -180,7 +180,7 @@ def load_keras_file(path: Path, config: dict[str, Any] | None = None) -> Any:
     config = config if config is not None else _keras_config(path)
     lam = _find_class(config, "Lambda")
     if lam:
-        raise at_file(UsageError, path, f"refused to load an unsafe model: it contains a Lambda "
+        raise UsageError.in_file(path, f"refused to load an unsafe model: it contains a Lambda "
                       f"layer ('{lam}'), Python code that would run on loading; nntrain loads "
                       "models in Keras's safe mode only")
     try:
@@ -188,11 +188,11 @@ def load_keras_file(path: Path, config: dict[str, Any] | None = None) -> Any:
     except (ValueError, TypeError) as exc:
         text = str(exc)
         if "safe_mode" in text or "unsafe" in text.lower() or "arbitrary code" in text:
-            raise at_file(UsageError, path, "refused to load an unsafe model: "
+            raise UsageError.in_file(path, "refused to load an unsafe model: "
                           f"{_first_line(text)}") from None
-        raise at_file(DataError, path, f"cannot load the model: {_first_line(text)}") from None
+        raise DataError.in_file(path, f"cannot load the model: {_first_line(text)}") from None
     except (OSError, KeyError, zipfile.BadZipFile) as exc:
-        raise at_file(DataError, path, f"corrupted model file: {_first_line(str(exc))}") from None
+        raise DataError.in_file(path, f"corrupted model file: {_first_line(str(exc))}") from None
 
 
 def _keras_config(path: Path) -> dict[str, Any]:
@@ -201,22 +201,22 @@ def _keras_config(path: Path) -> dict[str, Any]:
         with zipfile.ZipFile(path) as z:
             missing = {"config.json", "model.weights.h5"} - set(z.namelist())
             if missing:
-                raise at_file(DataError, path, "not a Keras model file: it has no "
+                raise DataError.in_file(path, "not a Keras model file: it has no "
                               f"{' or '.join(sorted(missing))}")
             bad = z.testzip()
             if bad is not None:
-                raise at_file(DataError, path, f"corrupted model file: {bad} fails its checksum")
+                raise DataError.in_file(path, f"corrupted model file: {bad} fails its checksum")
             config = json.loads(z.read("config.json"))
     except zipfile.BadZipFile:
-        raise at_file(DataError, path, "truncated or corrupted model file (not a valid .keras "
+        raise DataError.in_file(path, "truncated or corrupted model file (not a valid .keras "
                       "zip archive)") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise at_file(DataError, path, "corrupted model file: config.json is not valid "
+        raise DataError.in_file(path, "corrupted model file: config.json is not valid "
                       "JSON") from None
     except OSError as exc:
-        raise at_file(DataError, path, f"cannot read it: {exc.strerror}") from None
+        raise DataError.in_file(path, f"cannot read it: {exc.strerror}") from None
     if not isinstance(config, dict):
-        raise at_file(DataError, path, "not a Keras model file: config.json is not a mapping")
+        raise DataError.in_file(path, "not a Keras model file: config.json is not a mapping")
     return config
 
 
@@ -291,11 +291,11 @@ def run_rows(trained: Trained, *, check_fingerprint: bool = True) -> Dataset:
     """The run's data, split and encoded exactly as training did."""
     loaded = trained.loaded
     if loaded is None:
-        raise at_file(UsageError, trained.path, "a bare model file has no data of its own; "
+        raise UsageError.in_file(trained.path, "a bare model file has no data of its own; "
                       "pass --data FILE")
     config = loaded.config
     if getattr(config.data, "path", None) == "-":
-        raise at_file(UsageError, trained.run_dir, "the run read its data from standard input, "
+        raise UsageError.in_file(trained.run_dir, "the run read its data from standard input, "
                       "so its rows cannot be read again; pass --data FILE")
     ds = load_dataset(config.data, config.training.seed, loaded.base_dir,
                       stratify_default=trained.targets.is_classifier)
@@ -303,7 +303,7 @@ def run_rows(trained: Trained, *, check_fingerprint: bool = True) -> Dataset:
     manifest = _read_optional_json(trained.run_dir / MANIFEST) or {}
     recorded = (manifest.get("data") or {}).get("fingerprint")
     if check_fingerprint and recorded and recorded != ds.fingerprint:
-        raise at_file(DataError, ds.source, "the data changed since the run was trained (its "
+        raise DataError.in_file(ds.source, "the data changed since the run was trained (its "
                       "fingerprint differs from the run's manifest.json), so the run's test rows "
                       "cannot be recreated", hint="pass --data FILE to score the file as it is")
     return ds

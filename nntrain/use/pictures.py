@@ -23,7 +23,7 @@ import numpy as np
 from nntrain.config.schema import ImageData
 from nntrain.data.images import (CHANNELS, Folder, ImageRows, check_pictures, scan_classes,
                                  scan_pictures)
-from nntrain.errors import DataError, UsageError, at_file
+from nntrain.errors import DataError, UsageError
 from nntrain.use.load import Trained, forward_pass
 
 BATCH = 256  # pictures per forward pass in predict: a few MiB of pixels at 32x32
@@ -33,7 +33,7 @@ def picture_input(trained: Trained) -> tuple[tuple[int, int], int, bool]:
     """((height, width), channels, resize) of the pictures the model takes."""
     shape = trained.input_shape
     if len(shape) != 3 or shape[-1] not in CHANNELS.values() or None in shape:
-        raise at_file(UsageError, trained.name, f"the model takes inputs of shape "
+        raise UsageError.in_file(trained.name, f"the model takes inputs of shape "
                       f"{list(shape)}, not pictures (height, width, and 1 or 3 channels)")
     data = trained.loaded.config.data if trained.loaded is not None else None
     resize = not (isinstance(data, ImageData) and data.image_size is None)
@@ -101,7 +101,7 @@ def labeled_pictures(trained: Trained, source: str, batch: int
     Class folders are matched to the model's classes by name; a folder may lack some."""
     targets = trained.targets
     if not targets.is_classifier:
-        raise at_file(UsageError, trained.name, "the model is a regressor, but a folder of "
+        raise UsageError.in_file(trained.name, "the model is a regressor, but a folder of "
                       "class folders labels pictures by class")
     folder = scan_classes(source, source)
     index = {c: i for i, c in enumerate(targets.classes)}
