@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 NNTRAIN = [sys.executable, "-m", "nntrain"]
@@ -208,3 +210,20 @@ def test_data_option_reads_stdin(cli, tmp_path, monkeypatch):
     assert res.err.startswith(f"{ROOT / 'configs' / 'tutorial.yaml'}:10:11: data.source: "
                               "--data needs"), res.err
     assert not (tmp_path / "runs" / "tutorial").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("predict", "RUN", "--data", "x.csv", "-f", "jsnl"),
+     "--format: expected one of csv, jsonl, got 'jsnl' (did you mean 'jsonl'?)"),
+    (("explain", "RUN", "--method", "shap"),
+     "--method: expected one of gradients, permutation, got 'shap'"),
+    (("export", "RUN", "-f", "tflit"),
+     "--format: expected one of savedmodel, tflite, onnx, got 'tflit' (did you mean 'tflite'?)"),
+    (("export", "RUN", "-f", "tflite", "--quantize", "int4"),
+     "--quantize: expected one of float16, int8, got 'int4' (did you mean 'int8'?)"),
+])
+def test_a_value_outside_an_options_choices_is_refused_in_one_line(cli, args, message):
+    # Refused by the option's Enum before the run is looked for (there is no RUN here).
+    res = cli(*args)
+    assert res.code == 2 and res.out == ""
+    assert res.err.strip() == f"nntrain {args[0]}: {message} (see 'nntrain {args[0]} --help')"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -263,6 +264,35 @@ class StarterTask(str, Enum):
     regression = "regression"
 
 
+# The choices of the commands that use a trained model; Click refuses any other value (the
+# message is _usage_message's "--format: expected one of csv, jsonl, got 'x'").
+class RowFormat(str, Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class ExplainMethod(str, Enum):
+    gradients = "gradients"
+    permutation = "permutation"
+
+
+class BaselineKind(str, Enum):
+    mean = "mean"
+    min = "min"
+    zeros = "zeros"
+
+
+class ExportFormat(str, Enum):
+    savedmodel = "savedmodel"
+    tflite = "tflite"
+    onnx = "onnx"
+
+
+class Quantization(str, Enum):
+    float16 = "float16"
+    int8 = "int8"
+
+
 @app.command(epilog=EXIT_CODES_HELP)
 def init(
     task: Annotated[StarterTask, typer.Option(
@@ -433,9 +463,9 @@ def predict(
         "row and the run's feature columns; other columns are ignored. Or a picture (PNG, "
         "JPEG, BMP, GIF), or a folder of them: one row per picture, its path first.",
         show_default=False)],
-    fmt: Annotated[str, typer.Option(
+    fmt: Annotated[RowFormat, typer.Option(
         "--format", "-f", metavar="csv|jsonl", help="csv (with a header) or jsonl (one JSON "
-        "object per line, same fields).")] = "csv",
+        "object per line, same fields).")] = RowFormat.csv,
 ) -> None:
     """Write one prediction per input row to stdout.
 
@@ -449,7 +479,7 @@ def predict(
         stderr().print(f"note: {text}", markup=False)
 
     with until_the_reader_leaves():
-        for text in predict_rows(model, data, fmt=fmt, on_note=note):
+        for text in predict_rows(model, data, fmt=fmt.value, on_note=note):
             sys.stdout.write(text)
 
 
@@ -460,21 +490,21 @@ def explain(
         "--data", "-d", metavar="FILE", help="Explain the rows of this CSV file (- for stdin) "
         "instead of the run's test rows. gradients reads only the feature columns; "
         "permutation needs the target column too.")] = None,
-    method: Annotated[str, typer.Option(
+    method: Annotated[ExplainMethod, typer.Option(
         "--method", metavar="gradients|permutation",
         help="gradients: integrated gradients, per row and column. permutation: how much "
              "worse the run's first metric gets when each column is shuffled, over all rows.")
-    ] = "gradients",
-    baseline: Annotated[Optional[str], typer.Option(
+    ] = ExplainMethod.gradients,
+    baseline: Annotated[Optional[BaselineKind], typer.Option(
         "--baseline", metavar="mean|min|zeros", help="The row attributions are measured from: "
         "the training rows' mean (the default, recorded in the run), their minimum, or "
         "zeros (the only one for a bare .keras file).", show_default=False)] = None,
     class_name: Annotated[Optional[str], typer.Option(
         "--class", metavar="NAME", help="Classifiers: explain this class's probability "
         "instead of the predicted class's.", show_default=False)] = None,
-    fmt: Annotated[str, typer.Option(
+    fmt: Annotated[RowFormat, typer.Option(
         "--format", "-f", metavar="csv|jsonl", help="csv (with a header) or jsonl (one JSON "
-        "object per line, same fields).")] = "csv",
+        "object per line, same fields).")] = RowFormat.csv,
     repeats: Annotated[int, typer.Option(
         "--repeats", metavar="N", help="permutation: shuffles per column.")] = 5,
     loss: Annotated[Optional[str], typer.Option(
@@ -500,8 +530,9 @@ def explain(
         raise UsageError(f"--plot {plot}: the picture is a PNG; name a file ending in .png")
     if plot is not None and not plot.parent.is_dir():
         raise UsageError(f"--plot {plot}: {plot.parent} is not a directory")
-    done = explain_rows(model, data, method=method, baseline=baseline, class_name=class_name,
-                        fmt=fmt, repeats=repeats, loss=loss)
+    done = explain_rows(model, data, method=method.value,
+                        baseline=baseline.value if baseline else None, class_name=class_name,
+                        fmt=fmt.value, repeats=repeats, loss=loss)
     with until_the_reader_leaves():
         for text in done.chunks:
             sys.stdout.write(text)
@@ -527,11 +558,11 @@ def explain(
 @app.command(epilog=EXIT_CODES_HELP)
 def export(
     model: ModelArg,
-    fmt: Annotated[str, typer.Option(
+    fmt: Annotated[ExportFormat, typer.Option(
         "--format", "-f", metavar="savedmodel|tflite|onnx",
         help="savedmodel (TensorFlow Serving), tflite (devices) or onnx (needs "
              "pip install 'nntrain\\[onnx]').", show_default=False)],
-    quantize: Annotated[Optional[str], typer.Option(
+    quantize: Annotated[Optional[Quantization], typer.Option(
         "--quantize", metavar="float16|int8", help="TFLite only: float16 weights, or int8 "
         "weights and activations (calibrated on the run's training rows).")] = None,
     output: Annotated[Optional[str], typer.Option(
@@ -554,12 +585,9 @@ def export(
     largest difference is reported on stderr, and an export beyond tolerance is an error (nothing
     is written). Prints the path written on stdout.
     """
-    from nntrain.use.export import QUANTIZATIONS, export_model
+    from nntrain.use.export import export_model
 
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise UsageError(f"--quantize: expected one of {', '.join(QUANTIZATIONS)}, got "
-                         f"'{quantize}'")
-    done = export_model(model, fmt, quantize=quantize, output=output, force=force, data=data,
+    done = export_model(model, fmt.value, quantize=quantize.value if quantize else None, output=output, force=force, data=data,
                         tolerance=tolerance)
     if not quiet:
         what = f"{done.format} ({done.quantize})" if done.quantize else done.format
@@ -776,6 +804,13 @@ def _usage_message(exc: Any) -> str:
     if isinstance(exc, click.NoSuchOption) and exc.possibilities:
         suggestion = did_you_mean(exc.option_name, exc.possibilities)
         return f"no such option: {exc.option_name}{suggestion}"
+    choice = re.search(r"'([^']*)' is not one of ('.*?')\.?$", getattr(exc, "message", ""))
+    if isinstance(exc, click.BadParameter) and exc.param is not None and choice:
+        # A value outside an option's Enum: said as nntrain's own checks say it.
+        option = max(getattr(exc.param, "opts", None) or [str(exc.param.name)], key=len)
+        value, choices = choice.group(1), re.findall(r"'([^']*)'", choice.group(2))
+        return (f"{option}: expected one of {', '.join(choices)}, got '{value}'"
+                f"{did_you_mean(value, choices)}")
     message = exc.format_message().rstrip(".")
     if isinstance(exc, click.UsageError) and ". Did you mean " in message:  # commands
         head, _, name = message.partition(". Did you mean ")

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from nntrain.config.loader import Source, load_file, parse
 from nntrain.config.overrides import Override, apply_overrides, parse_override
-from nntrain.config.schema import RunConfig
+from nntrain.config.schema import DATA_PATH_KEYS, RunConfig
 from nntrain.errors import ConfigError, KeyPath, Problem, did_you_mean, format_path
 
 
@@ -51,9 +51,7 @@ def load_text(text: str, name: str = "<config>", overrides: Overrides | None = N
 
 # Keys whose values are paths. In the file they are relative to the file; given on the
 # command line (--set, --data), to where the command runs, as a shell user expects.
-PATH_KEYS = {("data", key) for key in ("path", "validation_path", "test_path", "x_path",
-                                        "y_path")} | \
-    {("data", part, key) for part in ("validation", "test") for key in ("x_path", "y_path")}
+PATH_KEYS = [("data", *key) for key in DATA_PATH_KEYS]
 
 
 def validate_source(source: Source, overrides: Overrides) -> LoadedConfig:

@@ -393,6 +393,14 @@ class NpzData(FileData):
     target_normalize: TargetNormalize = "none"
 
 
+# Every key of a data section that names a file or folder, listed once: a relative path is
+# taken from the config file's folder, or from the working directory when given on the
+# command line (config.validate_source); sources.resolve_paths makes them absolute for the run.
+DATA_PATH_KEYS: tuple[tuple[str, ...], ...] = (
+    ("path",), ("validation_path",), ("test_path",), ("x_path",), ("y_path",),
+    ("validation", "x_path"), ("validation", "y_path"), ("test", "x_path"), ("test", "y_path"))
+
+
 class NpyPair(Section):
     x_path: str
     y_path: str

@@ -1,5 +1,7 @@
-"""Datasets: load or generate the rows, split them, handle missing values and learn the
-normalization from the training rows."""
+"""The rows of a run, split: ``load_dataset`` draws them (generate) or reads them (CSV, NPZ,
+NPY, with separate validation and test files), or hands off to stream.py (data.stream),
+tabular.py (categorical columns) and images.py (pictures); then handles missing values and
+learns the normalization from the training rows. A Dataset is what every later stage takes."""
 
 from __future__ import annotations
 

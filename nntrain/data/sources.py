@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Union
 
-from nntrain.config.schema import CsvData, GeneratedData, ImageData, NpyData, NpzData
+from pydantic import BaseModel
+
+from nntrain.config.schema import (DATA_PATH_KEYS, CsvData, GeneratedData, ImageData,
+                                    NpyData, NpzData)
 from nntrain.errors import ConfigError
 
 DataConfig = Union[GeneratedData, CsvData, NpzData, NpyData, ImageData]
@@ -37,17 +40,18 @@ def resolve_paths(cfg: DataConfig, base_dir: Path) -> DataConfig:
     def absolute(path: str) -> str:
         return path if path == "-" else str((base_dir / Path(path).expanduser()).resolve())
 
-    update: dict[str, Any] = {}
-    for key in ("path", "validation_path", "test_path", "x_path", "y_path"):
-        value = getattr(cfg, key, None)
-        if isinstance(value, str):
-            update[key] = absolute(value)
-    for part in ("validation", "test"):
-        pair = getattr(cfg, part, None) if isinstance(cfg, NpyData) else None
-        if pair is not None:
-            update[part] = pair.model_copy(update={"x_path": absolute(pair.x_path),
-                                                   "y_path": absolute(pair.y_path)})
-    return cfg.model_copy(update=update) if update else cfg
+    def resolved(section: Any, keys: list[tuple[str, ...]]) -> Any:
+        update: dict[str, Any] = {}
+        for name in dict.fromkeys(k[0] for k in keys):
+            value = getattr(section, name, None)
+            inner = [k[1:] for k in keys if k[0] == name and len(k) > 1]
+            if isinstance(value, str) and not inner:
+                update[name] = absolute(value)
+            elif isinstance(value, BaseModel) and inner:  # npy: validation: {x_path, y_path}
+                update[name] = resolved(value, inner)
+        return section.model_copy(update=update) if update else section
+
+    return resolved(cfg, list(DATA_PATH_KEYS))
 
 
 def local_path(path: str, base_dir: Path) -> str:

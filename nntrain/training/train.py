@@ -22,6 +22,7 @@ import yaml
 
 from nntrain import backend
 from nntrain.config import LoadedConfig
+from nntrain.config.schema import DATA_PATH_KEYS
 from nntrain.data import tabular
 from nntrain.data.baseline import BASELINE, training_rows
 from nntrain.data.preprocess import PREPROCESSING
@@ -158,9 +159,8 @@ def _follow_chief(prepared: Prepared, session: _Session) -> _Session:
 
 
 # Keys that may differ between the workers of one run: where each finds the data and writes.
-_PER_WORKER = ("distribution.", "output.", "data.path:", "data.validation_path:",
-               "data.test_path:", "data.x_path:", "data.y_path:", "data.validation.",
-               "data.test.")
+_PER_WORKER = ("distribution.", "output.",
+               *(f"data.{'.'.join(key)}:" for key in DATA_PATH_KEYS))
 
 
 def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = False,

@@ -21,20 +21,18 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from nntrain import registry
-from nntrain.data.baseline import BASELINE, BASELINE_KINDS, TrainingRows
+from nntrain.data.baseline import BASELINE, TrainingRows
 from nntrain.errors import DataError, UsageError, did_you_mean
 from nntrain.runs.rundir import read_json
 from nntrain.tf import import_keras
 from nntrain.use.load import (BATCH_ROWS, InputRows, Trained, load_trained, read_labeled,
                               run_rows, split_batches)
 
-METHODS = ("gradients", "permutation")
-FORMATS = ("csv", "jsonl")
 
 # Completeness: |sum of attributions - (f(row) - f(baseline))| must be within this fraction of
 # the output's range. Steps start where smooth small models already pass and double up to the
@@ -341,8 +339,10 @@ class _Gradients:
         return sorted(found, key=lambda i: -i.value)
 
 
-def explain(model: str | Path, data: str | None = None, *, method: str = "gradients",
-            baseline: str | None = None, class_name: str | None = None, fmt: str = "csv",
+def explain(model: str | Path, data: str | None = None, *,
+            method: Literal["gradients", "permutation"] = "gradients",
+            baseline: Literal["mean", "min", "zeros"] | None = None,
+            class_name: str | None = None, fmt: Literal["csv", "jsonl"] = "csv",
             repeats: int = REPEATS, loss: str | None = None) -> Explanation:
     """Explain a run's test rows, or the rows of a CSV file (``-``: standard input).
 
@@ -350,14 +350,6 @@ def explain(model: str | Path, data: str | None = None, *, method: str = "gradie
     the file's header) is checked here; a bad cell further down stops the stream with a
     DataError naming its line. ``loss`` says what a bare .keras file that records none was
     trained with (which tells a classifier from a regressor)."""
-    if method not in METHODS:
-        raise UsageError(f"--method: expected one of {', '.join(METHODS)}, got "
-                         f"'{method}'{did_you_mean(method, METHODS)}")
-    if fmt not in FORMATS:
-        raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got '{fmt}'")
-    if baseline is not None and baseline not in BASELINE_KINDS:
-        raise UsageError(f"--baseline: expected one of {', '.join(BASELINE_KINDS)}, got "
-                         f"'{baseline}'{did_you_mean(baseline, BASELINE_KINDS)}")
     trained = load_trained(model, loss=loss)
     if len(trained.input_shape) != 1:
         raise UsageError.in_file(trained.path, "explain attributes a prediction to input "

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from typing import Literal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,6 @@ from nntrain.use.pictures import without_augmentation
 from nntrain.use.load import (InputRows, Trained, first_rows, load_trained, predict_all,
                              run_rows)
 
-FORMATS = ("savedmodel", "tflite", "onnx")
-QUANTIZATIONS = ("float16", "int8")
 
 # How far the export may be from the Keras model on the sample: (statistic of |exported -
 # keras|, bound relative to max(1, largest |output|)). float32 exports differ only by the order
@@ -56,12 +55,11 @@ class Exported:
     size: int  # bytes
 
 
-def export_model(model: str | Path, fmt: str, *, quantize: str | None = None,
+def export_model(model: str | Path, fmt: Literal["savedmodel", "tflite", "onnx"], *,
+                 quantize: Literal["float16", "int8"] | None = None,
                  output: str | Path | None = None, force: bool = False,
                  data: str | None = None, tolerance: float | None = None) -> Exported:
     """Write the model as a SavedModel directory, a .tflite or an .onnx file, checked."""
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown export format '{fmt}'; choose one of: {', '.join(FORMATS)}")
     if quantize is not None and fmt != "tflite":
         raise UsageError("--quantize applies to --format tflite only")
     if backend.imported() is None:

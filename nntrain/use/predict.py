@@ -9,25 +9,21 @@ import json
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from nntrain.data.images import is_picture_source
-from nntrain.errors import UsageError
 from nntrain.use.load import BATCH_ROWS, InputRows, Trained, forward_pass, load_trained
 
-FORMATS = ("csv", "jsonl")
 
 
-def predict(model: str | Path, data: str, *, fmt: str = "csv",
+def predict(model: str | Path, data: str, *, fmt: Literal["csv", "jsonl"] = "csv",
             on_note: Callable[[str], None] | None = None) -> Iterator[str]:
     """Predictions for every row of a CSV file, as text chunks: a header (CSV), then one chunk
     per BATCH_ROWS input rows. The model and the input header are checked before anything is
     returned; a bad cell further down stops the stream with a DataError naming its line.
     A picture file or a folder of pictures gives one row per picture (use/pictures.py)."""
-    if fmt not in FORMATS:
-        raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got '{fmt}'")
     trained = load_trained(model)
     if is_picture_source(data):
         from nntrain.use.pictures import predict_pictures
