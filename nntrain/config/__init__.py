@@ -1,5 +1,7 @@
-"""From a path (and --set overrides) to a validated, frozen RunConfig, or one ConfigError
-listing every problem of the file with its key path."""
+"""From a path (and command-line overrides) to a validated, frozen RunConfig, or one
+ConfigError listing every problem of the file with its key path, in file order. The error
+carries a Locator (the YAML node tree and the overrides); the CLI prints each problem's
+``file:line:column`` (or the option that set the key) with it."""
 
 from __future__ import annotations
 
