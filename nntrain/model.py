@@ -75,7 +75,15 @@ def _construct(keras: Any, cls: Any, args: dict[str, Any], path: KeyPath,
                                  f"{missing[0]}: ...") from None
         raise ConfigError.at(path, f"{cls.__name__}: {_first_line(exc)}") from None
     except ValueError as exc:
-        raise ConfigError.at(path, f"{cls.__name__}: {_first_line(exc)}") from None
+        raise ConfigError.at(_refused_argument(path, exc, args),
+                             f"{cls.__name__}: {_first_line(exc)}") from None
+
+
+def _refused_argument(path: KeyPath, exc: Exception, args: dict[str, Any]) -> KeyPath:
+    """The key of the argument a Keras constructor refused: Keras names it in its message
+    ("Received: rate=1.5", "Received kernel_size=-1"); the layer's own key otherwise."""
+    named = re.search(r"Received:? (\w+)=", str(exc))
+    return path + (named.group(1),) if named and named.group(1) in args else path
 
 
 def _first_line(exc: Exception) -> str:

@@ -209,6 +209,13 @@ CASES = [
                                      "    - {type: dropout, rate: 1.5}\n    - {type: dense, "
                                      "units: 1"),
          f"{F}:9:29: model.layers[1].rate", r"expected a fraction in \[0, 1\), got 1\.5"),
+    # Keras's own constructors check the other arguments; the error is put at the argument.
+    Case("ranges-keras-refuses-an-argument",
+         edit("{type: dense, units: 8, activation: relu}",
+              "{type: conv1d, filters: 2, kernel_size: -1}"),
+         f"{F}:8:47: model.layers[0].kernel_size",
+         r"Conv1D: The `kernel_size` argument must be a tuple of 1 integers\. Received "
+         r"kernel_size=-1"),
     Case("ranges-negative-noise", edit("samples: 100", "samples: 100\n  noise: -0.5"),
          f"{F}:5:10: data.noise", r"expected a number >= 0(\.0)? \(not negative\), got -0\.5"),
     Case("ranges-negative-decay-rate", edit("epochs: 2", "epochs: 2\n  lr_schedule: {type: "
