@@ -27,6 +27,21 @@ SPLITS = ("train", "validation", "test")
 # Class names in index order: text labels, or the integers a numeric target used
 # (see Dataset.index_labels).
 Labels = Union[list[str], list[int]]
+# Rows per batch when a split is evaluated: bigger batches than training's give the same
+# numbers in fewer steps.
+EVAL_ROWS = 1024
+
+
+def batch_rows(x: Any, rows: int) -> int:
+    """``rows`` per batch of ``x``, or fewer for pictures, which are decoded a batch at a time:
+    as many as images.BATCH_BYTES of pixels hold, so memory does not grow with the folder."""
+    return x.batch_rows(rows) if hasattr(x, "batch_rows") else rows
+
+
+def evaluation_batch(x: Any, batch_size: int) -> int:
+    """Rows per batch for evaluating ``x`` (training and ``nntrain eval`` alike, so that they
+    agree): EVAL_ROWS or fewer (batch_rows), and never fewer than training's batch_size."""
+    return max(batch_size, batch_rows(x, EVAL_ROWS))
 
 
 @dataclass

@@ -41,6 +41,19 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "BMP": "BMP", "GIF": "GIF", "MPO": "JPEG"}
 CHANNELS = {"grayscale": 1, "rgb": 3}
 PREFETCH = 2  # batches decoded ahead of the one the model works on
+# Pixels (float32) of one batch when pictures are evaluated or predicted on, where nntrain picks
+# the batch size (training's is the config's batch_size). Memory holds PREFETCH + 1 batches and
+# the model's activations on one, whatever the folder's size: 16 MiB is 341 pictures of 64x64
+# RGB, enough that the per-batch overhead is lost in the decoding.
+BATCH_BYTES = 16 * 2**20
+# glibc's malloc serves a freed block of any size up to 32 MiB from its heaps once one has been
+# freed (its mmap threshold rises to it), and each of its per-thread heaps keeps what it once
+# held: with tf.data's threads decoding batch after batch, a process's memory grew with the
+# number of batches read, i.e. with the folder (docs/benchmarks.md). A fixed threshold turns
+# that off: blocks of 1 MiB or more (a batch, a model's activations on it) are mapped and
+# returned to the system when freed, small ones still come from the heaps.
+MMAP_THRESHOLD = 2**20
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
 
 
 def is_picture(path: str | Path) -> bool:
@@ -190,6 +203,12 @@ class ImageRows:
     def shape(self) -> tuple[int, ...]:
         return (len(self),) if self.target else (len(self), *self.size, self.channels)
 
+    def batch_rows(self, rows: int) -> int:
+        """``rows`` pictures per batch, or as many as BATCH_BYTES of pixels hold if fewer (at
+        least one)."""
+        picture = self.size[0] * self.size[1] * self.channels * 4
+        return max(1, min(rows, BATCH_BYTES // picture))
+
     def pipeline(self, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                  encoding: tuple[str, int | None] | None = None) -> Any:
         """Batches of (pixels, encoded class) read from disk. Shuffled (with ``seed``) over the
@@ -199,6 +218,7 @@ class ImageRows:
         import_keras()
         import tensorflow as tf
 
+        bound_heap()
         task, n_classes = encoding or ("multiclass", None)
 
         def encode(label: Any) -> Any:
@@ -221,6 +241,19 @@ class ImageRows:
         # Two batches ahead, not AUTOTUNE: autotuning grows the buffer over a long pass, and
         # eval's batches of 1024 pictures are 48 MiB each at 64x64 RGB.
         return data.prefetch(PREFETCH)
+
+
+def bound_heap() -> None:
+    """Fix glibc's mmap threshold at MMAP_THRESHOLD for the rest of the process (see there);
+    nothing where the C library is not glibc."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS): their allocators differ
+        return
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def decoder(size: tuple[int, int], channels: int, resize: bool) -> Any:

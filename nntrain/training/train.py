@@ -25,6 +25,7 @@ from nntrain.config import LoadedConfig
 from nntrain.config.schema import DATA_PATH_KEYS
 from nntrain.data import tabular
 from nntrain.data.baseline import BASELINE, training_rows
+from nntrain.data.dataset import evaluation_batch
 from nntrain.data.preprocess import PREPROCESSING
 from nntrain.errors import Interrupted, NntrainError, TrainingDiverged, UsageError
 from nntrain.plots import Painter, plot_jobs
@@ -56,10 +57,11 @@ class TrainResult:
 
 def evaluate_splits(model: Any, prepared: Prepared) -> dict[str, dict[str, float]]:
     ds = prepared.dataset
-    batch = max(prepared.config.training.batch_size, 1024)  # bigger batches, same numbers
     out: dict[str, dict[str, float]] = {}
     for split in ("train", "validation", "test"):
-        if len(ds.split(split)[0]):
+        x = ds.split(split)[0]
+        if len(x):
+            batch = evaluation_batch(x, prepared.config.training.batch_size)
             res = model.evaluate(**ds.inputs(split, batch), verbose=0, return_dict=True)
             out[split] = loss_first({k: float(v) for k, v in res.items()})
     return out

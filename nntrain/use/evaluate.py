@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from nntrain.data.dataset import evaluation_batch
 from nntrain.data.images import is_picture_source
 from nntrain.errors import UsageError
 from nntrain.model import build_loss, build_metrics
@@ -45,22 +46,22 @@ def evaluate(model: str | Path, data: str | None = None, *, target: str | None =
     """Score a run on its own test rows (recreated as in training), or any model on the rows
     of a CSV file or .npz archive."""
     trained = load_trained(model, loss=loss, metrics=metrics, target=target)
-    batch = max(trained.training.batch_size, 1024)  # as train.evaluate_splits
     if data is None:
         ds = run_rows(trained)
         if not len(ds.x_test):
             raise UsageError.in_file(trained.run_dir, "the run has no test rows "
                           "(data.split.test is 0); pass --data FILE to score other data")
-        inputs = ds.inputs("test", batch)  # exactly what training evaluated
+        # Exactly what training evaluated (train.evaluate_splits).
+        inputs = ds.inputs("test", evaluation_batch(ds.x_test, trained.training.batch_size))
         batches: Any = split_batches(ds, "test")
         what = "test"
     elif is_picture_source(data):  # a folder of class folders
         from nntrain.use.pictures import labeled_pictures
 
-        inputs, batches, what = labeled_pictures(trained, data, batch)
+        inputs, batches, what = labeled_pictures(trained, data)
     else:
         x, y, what = read_labeled(trained, data)
-        inputs = {"x": x, "y": y, "batch_size": batch}
+        inputs = {"x": x, "y": y, "batch_size": evaluation_batch(x, trained.training.batch_size)}
         batches = ((x[i:i + BATCH_ROWS], y[i:i + BATCH_ROWS])
                    for i in range(0, len(x), BATCH_ROWS))
     scores = _keras_metrics(trained, inputs)

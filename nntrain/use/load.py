@@ -26,7 +26,7 @@ from nntrain import registry
 from nntrain.config import LoadedConfig, load_config
 from nntrain.config.schema import CsvData, NpzData, TrainingConfig
 from nntrain.data.csvfile import Columns, Missing, open_csv, read_chunks, read_csv
-from nntrain.data.dataset import Dataset, load_dataset
+from nntrain.data.dataset import Dataset, batch_rows, load_dataset
 from nntrain.data.tabular import (TablePlan, core_of, read_input_rows, read_labeled_rows,
                                   read_plan)
 from nntrain.data.preprocess import PREPROCESSING, Preprocessing
@@ -317,7 +317,8 @@ def split_batches(ds: Dataset, split: str, limit: int | None = None
     limit = len(x) if limit is None else min(limit, len(x))
     if ds.streamed:
         # No bigger batches than asked for: a batch of pictures is decoded whole.
-        batches = ds.inputs(split, max(1, min(BATCH_ROWS, limit)))["x"].as_numpy_iterator()
+        rows = max(1, min(batch_rows(x, BATCH_ROWS), limit))
+        batches = ds.inputs(split, rows)["x"].as_numpy_iterator()
     else:
         batches = ((x[i:i + BATCH_ROWS], y[i:i + BATCH_ROWS])
                    for i in range(0, limit, BATCH_ROWS))

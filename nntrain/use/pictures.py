@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 
 from nntrain.config.schema import ImageData
+from nntrain.data.dataset import evaluation_batch
 from nntrain.data.images import (CHANNELS, Folder, ImageRows, check_pictures, scan_classes,
                                  scan_pictures)
 from nntrain.errors import DataError, UsageError
 from nntrain.use.load import Trained, forward_pass
 
-BATCH = 256  # pictures per forward pass in predict: a few MiB of pixels at 32x32
+BATCH = 256  # pictures per forward pass in predict (fewer when large: ImageRows.batch_rows)
 
 
 def picture_input(trained: Trained) -> tuple[tuple[int, int], int, bool]:
@@ -67,7 +68,7 @@ def _predict(trained: Trained, rows: ImageRows, shown: list[str], columns: list[
     if fmt == "csv":
         yield _csv([columns])
     done = 0
-    for x, _ in rows.pipeline(BATCH).as_numpy_iterator():
+    for x, _ in rows.pipeline(rows.batch_rows(BATCH)).as_numpy_iterator():
         outputs = forward(x)
         paths = shown[done:done + len(x)]
         done += len(x)
@@ -95,7 +96,7 @@ def _csv(records: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
-def labeled_pictures(trained: Trained, source: str, batch: int
+def labeled_pictures(trained: Trained, source: str
                      ) -> tuple[dict[str, Any], Iterator[tuple[np.ndarray, np.ndarray]], str]:
     """A folder of class folders, for eval: (model.evaluate's inputs, (x, y) batches, name).
     Class folders are matched to the model's classes by name; a folder may lack some."""
@@ -113,7 +114,9 @@ def labeled_pictures(trained: Trained, source: str, batch: int
                                     f"model; it knows {', '.join(targets.classes)}", hint=hint)
     rows = _rows(trained, folder, [index[folder.classes[k]] for k in folder.labels])
     encoding = (targets.task, len(targets.classes))
-    batches = ((x, y) for x, y in rows.pipeline(BATCH, encoding=encoding).as_numpy_iterator())
+    batches = ((x, y) for x, y in rows.pipeline(rows.batch_rows(BATCH), encoding=encoding)
+               .as_numpy_iterator())
+    batch = evaluation_batch(rows, trained.training.batch_size)  # as training evaluated
     return {"x": rows.pipeline(batch, encoding=encoding)}, batches, source
 
 
