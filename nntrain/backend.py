@@ -6,7 +6,8 @@ switch (the error says so). What chooses, first to last: the config's ``training
 (``--backend`` sets it), the KERAS_BACKEND environment variable, DEFAULT.
 
 A trained .keras file holds no backend-specific state: a model trained on one backend loads
-in plain Keras on the other. tf.distribute strategies need TensorFlow; TensorFlow itself is
+in plain Keras on the other. Several machines (tf.distribute's multi_worker) need TensorFlow;
+one machine's devices train on either (keras.distribution on JAX). TensorFlow itself is
 imported on the JAX backend only by what needs it (streamed CSV, TensorBoard, export).
 """
 
@@ -43,8 +44,8 @@ def requested() -> str | None:
 
 def choose(configured: str | None, *, needs_tensorflow: str | None = None) -> str:
     """The backend a run uses: ``configured`` (training.backend), else KERAS_BACKEND, else
-    DEFAULT. ``needs_tensorflow`` names what in the config needs TensorFlow (a tf.distribute
-    strategy): then an unchosen backend is TensorFlow and a chosen JAX is a config error."""
+    DEFAULT. ``needs_tensorflow`` names what in the config needs TensorFlow
+    (multi_worker): then an unchosen backend is TensorFlow and a chosen JAX is a config error."""
     if configured is None and requested() is not None and requested() not in BACKENDS:
         raise UsageError(f"KERAS_BACKEND={requested()} is not a backend nntrain trains on; "
                          f"choose one of: {', '.join(BACKENDS)}")
@@ -53,8 +54,8 @@ def choose(configured: str | None, *, needs_tensorflow: str | None = None) -> st
         where = "training.backend" if configured else "KERAS_BACKEND"
         raise ConfigError.at(("training", "backend"), f"{needs_tensorflow} runs on "
                              f"tf.distribute, which needs backend tensorflow, but {where} is "
-                             f"{chosen}; use --backend tensorflow or distribution.strategy: "
-                             "none")
+                             f"{chosen} (JAX trains on one machine's devices only: strategy "
+                             "mirrored); use --backend tensorflow")
     return chosen or ("tensorflow" if needs_tensorflow else DEFAULT)
 
 

@@ -106,8 +106,9 @@ def test_a_process_on_one_backend_refuses_to_train_on_the_other(cli, tiny, tmp_p
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_distribution_strategy_on_jax_is_refused_in_one_line(cli, tiny, tmp_path):
-    r = cli("train", tiny, "--backend", "jax", "--strategy", "mirrored")
+def test_multi_worker_on_jax_is_refused_in_one_line(cli, tiny, tmp_path):
+    r = cli("train", tiny, "--backend", "jax", "--strategy", "multi_worker", "--workers",
+            "127.0.0.1:2222,127.0.0.1:2223", "--worker-index", "0")
     assert r.code == 2
     assert "tf.distribute, which needs backend tensorflow" in r.err
     assert "training.backend is jax" in r.err

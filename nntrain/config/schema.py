@@ -571,7 +571,7 @@ class TrainingConfig(Section):
     tensorboard: bool = False
     # The Keras backend: tensorflow or jax (--backend sets it). When omitted, KERAS_BACKEND,
     # else tensorflow. JAX trains small models several times faster (docs/benchmarks.md);
-    # distribution strategies need tensorflow. The trained .keras file loads on either.
+    # multi_worker needs tensorflow. The trained .keras file loads on either.
     backend: Literal["tensorflow", "jax"] | None = None
 
 
@@ -599,15 +599,17 @@ class OutputConfig(Section):
 
 class Distribution(Section):
     """Where training runs: one device (none), several local devices (mirrored), or several
-    machines (multi_worker). All of it is tf.distribute; see README, "Running on several
-    devices or machines"."""
+    machines (multi_worker): tf.distribute on TensorFlow, keras.distribution.DataParallel
+    for mirrored on JAX; see README, "Running on several devices or machines"."""
 
     strategy: Literal["none", "mirrored", "multi_worker"] = "none"
-    # mirrored: device names such as /gpu:0; all GPUs when omitted, else every (logical) CPU.
+    # mirrored: device names such as /gpu:0 (gpu:0 on JAX); all GPUs when omitted, else every
+    # (logical) CPU.
     devices: list[str] | None = None
     # Split the CPU into this many logical devices, so that mirrored runs on a CPU-only machine
     # (for tests). TensorFlow fixes its devices when it first runs an op, so this is applied
     # right after TensorFlow is imported; a process that ran TensorFlow before cannot use it.
+    # On JAX it is XLA_FLAGS' host device count, set before JAX starts.
     cpu_devices: PositiveInt | None = None
     # multi_worker: every worker's host:port, the same list on every worker, and this worker's
     # index in it (0 is the chief, which writes the run). Taken from TF_CONFIG when omitted.

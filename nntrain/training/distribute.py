@@ -1,9 +1,12 @@
-"""The tf.distribute strategy a config asks for (its ``distribution`` section).
+"""The strategy a config asks for (its ``distribution`` section).
 
-Nothing here is home-made: mirrored runs use tf.distribute.MirroredStrategy, multi-worker runs
-MultiWorkerMirroredStrategy, which start their own gRPC servers and all-reduce the gradients.
-This module only builds the strategy, checks that the other workers are there before the
-first collective (which would otherwise wait for them), and works around two Keras bugs.
+Nothing here is home-made. On TensorFlow, mirrored runs use tf.distribute.MirroredStrategy,
+multi-worker runs MultiWorkerMirroredStrategy, which start their own gRPC servers and
+all-reduce the gradients. On JAX, mirrored runs use Keras's own keras.distribution.DataParallel
+over this machine's devices (each batch split along its rows, the variables replicated, XLA
+doing the all-reduce); multi-worker runs need TensorFlow. This module only builds the
+strategy, checks that the other workers are there before the first collective (which would
+otherwise wait for them), and works around three Keras bugs.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ def cluster_of(cfg: Distribution) -> Cluster:
 def make_strategy(cfg: Distribution) -> tuple[Any, Cluster | None]:
     """(the strategy or None, the cluster for multi_worker). Call it before TensorFlow runs
     anything: cpu_devices changes the devices TensorFlow starts with."""
+    if import_keras().backend.backend() == "jax":
+        return _jax_data_parallel(cfg), None
     if cfg.cpu_devices is not None:
         try:
             split_cpu(cfg.cpu_devices)
@@ -100,6 +105,99 @@ def make_strategy(cfg: Distribution) -> tuple[Any, Cluster | None]:
         faulthandler.cancel_dump_traceback_later()
     _patch_keras_multi_worker()
     return strategy, cluster
+
+
+def split_jax_cpu(cfg: Distribution) -> None:
+    """distribution.cpu_devices on JAX: XLA reads its host device count from XLA_FLAGS when
+    JAX starts its CPU backend, so this is set before keras (and so jax) is imported;
+    _jax_data_parallel checks that it took effect."""
+    if cfg.cpu_devices is None:
+        return
+    flag = "--xla_force_host_platform_device_count"
+    kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(flag + "=")]
+    os.environ["XLA_FLAGS"] = " ".join([*kept, f"{flag}={cfg.cpu_devices}"])
+
+
+def _jax_data_parallel(cfg: Distribution) -> Any:
+    """keras.distribution.DataParallel over the config's devices (all GPUs, else the CPU
+    devices), or None for strategy: none."""
+    import jax
+    import keras
+
+    if cfg.cpu_devices is not None and jax.device_count("cpu") != cfg.cpu_devices:
+        raise ConfigError.at(("distribution", "cpu_devices"), f"JAX started in this process "
+                             f"already, with {jax.device_count('cpu')} CPU device(s); "
+                             "cpu_devices takes effect only in a fresh process")
+    if cfg.strategy == "none":
+        return None
+    available = keras.distribution.list_devices("cpu" if cfg.cpu_devices else None)
+    devices = available
+    if cfg.devices:
+        # TensorFlow's names (/gpu:0, /device:GPU:0) are accepted too: JAX's are gpu:0.
+        devices = [re.sub(r"^/?(device:)?", "", d).lower() for d in cfg.devices]
+        known = {f"{d.platform}:{d.id}" for d in [*jax.devices(), *jax.devices("cpu")]}
+        unknown = [d for d, name in zip(cfg.devices, devices) if name not in known]
+        if unknown:
+            raise ConfigError.at(("distribution", "devices"), f"no device {unknown[0]} on "
+                                 f"this machine; it has {', '.join(sorted(known))}")
+    _patch_keras_uneven_batches()
+    return keras.distribution.DataParallel(devices=devices)
+
+
+_uneven_patched = False
+
+
+def _patch_keras_uneven_batches() -> None:
+    """Keras 3.15's DataParallel on JAX splits every batch evenly across the devices, and
+    fails ("IndivisibleError") on a batch whose rows do not divide: the last batch of an
+    epoch, of a validation or test pass, of a prediction. Such a batch is given whole to every
+    device instead (replicated): the numbers are the same, computed once per device."""
+    global _uneven_patched
+    if _uneven_patched:
+        return
+    import inspect
+
+    import jax
+    import keras
+
+    try:
+        from keras.src.backend.jax import distribution_lib
+    except ImportError:
+        distribution_lib = None
+    original = getattr(distribution_lib, "distribute_data_input", None)
+    if original is None or not keras.__version__.startswith("3.") or \
+            list(inspect.signature(original).parameters) != ["per_process_batch", "layout",
+                                                             "batch_dim_name"]:
+        raise NntrainError("mirrored training on JAX works around a Keras bug by replacing "
+                           "keras.src.backend.jax.distribution_lib.distribute_data_input, "
+                           f"which Keras {keras.__version__} does not have as expected; use "
+                           f"Keras 3 (tested with {TESTED_KERAS}), or backend tensorflow")
+
+    def distribute_data_input(per_process_batch: Any, layout: Any, batch_dim_name: str) -> Any:
+        sharding = getattr(layout, "backend_layout", layout)
+        parts = sharding.mesh.shape[batch_dim_name]
+        rows = per_process_batch.shape[0] if per_process_batch.shape else 0
+        if rows % parts and jax.process_count() == 1:
+            whole = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+            return jax.device_put(per_process_batch, whole)
+        return original(per_process_batch, layout, batch_dim_name)
+
+    distribution_lib.distribute_data_input = distribute_data_input
+    _uneven_patched = True
+
+
+def is_jax_distribution(strategy: Any) -> bool:
+    """Whether ``strategy`` is a keras.distribution one (JAX), not tf.distribute's."""
+    return strategy is not None and type(strategy).__module__.startswith("keras.")
+
+
+def replicas(strategy: Any) -> int:
+    """How many copies of the model train in step: devices (and workers)."""
+    if strategy is None:
+        return 1
+    if is_jax_distribution(strategy):
+        return int(strategy.device_mesh.devices.size)
+    return int(strategy.num_replicas_in_sync)
 
 
 def _local_devices(tf: Any) -> list[str]:
@@ -211,7 +309,7 @@ def _patch_keras_multi_worker() -> None:
 
 
 def _multi_worker(strategy: Any) -> bool:
-    if strategy is None:  # one device: no TensorFlow to import (it may run on JAX)
+    if strategy is None or is_jax_distribution(strategy):  # no TensorFlow to import
         return False
     import tensorflow as tf
 

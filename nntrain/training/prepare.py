@@ -37,7 +37,9 @@ class Prepared:
     targets: Targets  # what the targets mean; written into the run (labels.json)
     notes: list[str] = field(default_factory=list)
     monitors: dict[str, str] = field(default_factory=dict)  # see monitors()
-    strategy: Any = None  # the tf.distribute strategy; None on one device
+    # tf.distribute's strategy (TensorFlow) or keras.distribution's DataParallel (JAX); None
+    # on one device.
+    strategy: Any = None
     chief: bool = True  # False on the other workers of a multi-worker run: they write nothing
     class_weight: dict[int, float] | None = None  # training.class_weight by class index
     target_scale: TargetScale | None = None  # data.target_normalize; undone inside the model
@@ -60,18 +62,25 @@ class Prepared:
     def steps_per_execution(self) -> int:
         """What the model is compiled with: Keras 3.15 fails to run several steps per call
         under a tf.distribute strategy ("You must feed a value for placeholder tensor"), so a
-        strategy forces 1; the results are the same."""
-        return self.config.training.steps_per_execution if self.strategy is None else 1
+        strategy forces 1; the results are the same. JAX's DataParallel runs several."""
+        return self.config.training.steps_per_execution if self.strategy is None \
+            or distribute.is_jax_distribution(self.strategy) else 1
 
     @property
     def distribution(self) -> dict[str, Any]:
         """Where it trains, for the manifest and -v: the strategy and its replica count."""
-        replicas = getattr(self.strategy, "num_replicas_in_sync", 1)
-        return {"strategy": self.config.distribution.strategy, "replicas": int(replicas)}
+        return {"strategy": self.config.distribution.strategy,
+                "replicas": distribute.replicas(self.strategy)}
 
     def scope(self) -> contextlib.AbstractContextManager[Any]:
         """Where variables are created: the strategy's scope, to be mirrored."""
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def running(self) -> contextlib.AbstractContextManager[Any]:
+        """Where the model trains, evaluates and predicts: on JAX, keras.distribution's
+        scope (fit reads it at each call to split the batches); tf.distribute needs none."""
+        return self.scope() if distribute.is_jax_distribution(self.strategy) \
+            else contextlib.nullcontext()
 
 
 def with_backend(loaded: LoadedConfig) -> LoadedConfig:
@@ -79,10 +88,16 @@ def with_backend(loaded: LoadedConfig) -> LoadedConfig:
     the config gets it filled in, so that config.yaml records it and --resume keeps it."""
     config = loaded.config
     dist = config.distribution
+    # Mirrored runs on either backend (tf.distribute or keras.distribution); several machines
+    # only through tf.distribute. A cluster that is missing is told first, on any backend.
+    if dist.strategy == "multi_worker":
+        distribute.cluster_of(dist)
     name = backend.choose(config.training.backend, needs_tensorflow=(
-        f"distribution.strategy: {dist.strategy}" if dist.strategy != "none" else
-        "distribution.cpu_devices" if dist.cpu_devices is not None else None))
+        f"distribution.strategy: {dist.strategy}" if dist.strategy == "multi_worker"
+        else None))
     backend.use(name)
+    if name == "jax":
+        distribute.split_jax_cpu(dist)  # before jax starts
     training = config.training.model_copy(update={"backend": name})
     return dataclasses.replace(loaded, config=config.model_copy(update={"training": training}))
 

@@ -212,8 +212,9 @@ def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | N
         # Told only now, so that a refused run name or resume is the only thing printed.
         if on_prepared is not None:
             on_prepared(prepared)
-        return _train_run(prepared, session, stop=stop, on_epoch=on_epoch, on_batch=on_batch,
-                          painter=painter)
+        with prepared.running():
+            return _train_run(prepared, session, stop=stop, on_epoch=on_epoch,
+                              on_batch=on_batch, painter=painter)
     finally:
         session.run.release()
 
@@ -274,7 +275,8 @@ def _train_run(prepared: Prepared, session: _Session, *, stop: StopRequest | Non
         result = run_loop(prepared.model, prepared.dataset, prepared.config.training,
                           state=session.state, checkpoint=session.checkpoint, save=save,
                           monitors=prepared.monitors, stop=stop, on_epoch=board or on_epoch,
-                          on_batch=on_batch, one_fit=prepared.strategy is None,
+                          on_batch=on_batch, one_fit=prepared.strategy is None
+                          or distribute.is_jax_distribution(prepared.strategy),
                           class_weight=prepared.class_weight)
         if board is not None:
             board.close()
