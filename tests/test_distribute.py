@@ -1,5 +1,5 @@
-"""Distributed training with tf.distribute: mirrored over logical CPU devices, two workers on
-127.0.0.1, and bad cluster specs. Each run is a subprocess: logical devices and a worker's
+"""Distributed training: tf.distribute mirrored over logical CPU devices and two workers on
+127.0.0.1, keras.distribution's DataParallel on JAX over two CPU devices, and bad cluster specs. Each run is a subprocess: logical devices and a worker's
 server are fixed for the life of a process."""
 
 from __future__ import annotations
