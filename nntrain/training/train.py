@@ -6,7 +6,6 @@ and no printing: progress goes to the callbacks the caller passes in."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import shutil
@@ -249,15 +248,16 @@ def _train_run(prepared: Prepared, session: _Session, *, stop: StopRequest | Non
 
     def save(state: LoopState, best: list[np.ndarray] | None,
              metrics: list[np.ndarray] | None) -> None:
-        arrays = checkpoint.snapshot(prepared.model, state, best, metrics)
-        state = copy.deepcopy(state)
-        status = status_writer("running", state)
+        # Only the copies happen here, between two epochs; serializing the checkpoint, the
+        # history and the manifest happens on the writer's thread with the files.
+        state = checkpoint.copy_state(state)
+        arrays = checkpoint.snapshot(prepared.model, best, metrics)
 
         def write() -> None:
             nonlocal saved
-            checkpoint.write(run.file(CHECKPOINT), arrays)
+            checkpoint.write(run.file(CHECKPOINT), arrays, state)
             saved = state
-            status()
+            status_writer("running", state)()
         writes.submit(write)
 
     try:
