@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,11 +30,11 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def worker(script: Path, *args: str, timeout: float = 900) -> dict:
+def worker(script: Path, *args: str, timeout: float = 900, backend: str = "tensorflow") -> dict:
     """Run ``script --worker ...`` in a fresh Python process and return the JSON it prints
     last. A fresh process per measurement: TensorFlow and PyTorch never share one, and each
     variant starts from the same state (no warm caches from the variant before it)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": backend}
     proc = subprocess.run([sys.executable, str(script), "--worker", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
@@ -48,6 +49,19 @@ def wall_time(command: Sequence[str], **kwargs) -> float:
     subprocess.run(list(command), cwd=kwargs.pop("cwd", ROOT), check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
     return time.perf_counter() - t0
+
+
+def process_times(command: Sequence[str], **kwargs) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one whole process and its children; it must succeed.
+    CPU time is user + system of every thread: on a shared machine wall time also measures
+    the neighbours, CPU time what the command itself costs."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(list(command), cwd=kwargs.pop("cwd", ROOT), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def median(values: Sequence[float]) -> float:

@@ -4,7 +4,8 @@
 
 Waits (up to --wait minutes) for the machine to be quiet (1-minute load average below
 --max-load), since other work on the cores skews every number, then runs train_throughput.py,
-overhead.py and inference.py in turn. The report starts with the machine, the versions, the
+overhead.py, inference.py, sweep_overhead.py, then issue 19's: train_throughput.py on JAX,
+backends.py and iris.py, in turn. The report starts with the machine, the versions, the
 date and the load averages, so that it can be pasted into docs/benchmarks.md as it is.
 --quick runs tiny sizes once: a check that the suite works, not a measurement.
 """
@@ -53,6 +54,13 @@ def main() -> None:
         ["overhead.py", "--reps", reps],
         ["inference.py", "--reps", reps, *(["--rows", "5000"] if args.quick else [])],
         ["sweep_overhead.py", *(["--trials", "3"] if args.quick else [])],
+        # issue 19: the same throughput on JAX, both backends per epoch and end to end, and
+        # an iris-sized run against scikit-learn
+        ["train_throughput.py", "--reps", reps, "--backend", "jax",
+         "--variants", "nntrain,keras_spe32,torch",
+         *(["--samples", "2000", "--batch-sizes", "256"] if args.quick else [])],
+        ["backends.py", "--reps", reps, *(["--epochs", "4"] if args.quick else [])],
+        ["iris.py", "--reps", reps, *(["--epochs", "10"] if args.quick else [])],
     ]
     wait = 0 if args.quick else args.wait
     quiet = wait_until_quiet(args.max_load, wait)

@@ -2,6 +2,7 @@
 hand-written PyTorch loop, on the same network, data and batch sizes (issue 9).
 
     .venv/bin/python benchmarks/train_throughput.py [--reps 5] [--batch-sizes 32,256,1024]
+                                                    [--backend tensorflow|jax]
 
 The network: 20 inputs -> Dense(256, relu) -> Dense(256, relu) -> Dense(1, sigmoid), Adam,
 binary cross-entropy, no metrics; the data: nntrain's `random` generator, 100,000 x 20 float32
@@ -20,8 +21,10 @@ Every measurement runs in a fresh process, the variants alternate (a, b, c, d, a
 first epoch of each run (tracing, start-up) is left out, and the medians over the repetitions
 are reported with paired ratios (the runs of one repetition were neighbours in time, so their
 ratio cancels most of the machine's drift). The peak is the best float32 2048x2048 matrix
-product of TensorFlow, NumPy and PyTorch on this machine; a variant's fraction of it is
-samples/s x FLOPs per sample / peak. Prints markdown on stdout, progress on stderr.
+product of TensorFlow, NumPy, PyTorch and JAX on this machine; a variant's fraction of it is
+samples/s x FLOPs per sample / peak. ``--backend`` picks the Keras backend of the nntrain and
+Keras variants (issue 19 compares JAX with the PyTorch loop). Prints markdown on stdout,
+progress on stderr.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (FEATURES, HIDDEN, SEED, TRAIN_FLOPS, log, median, table,  # noqa: E402
-                     worker)
+from _common import (FEATURES, HIDDEN, SEED, TRAIN_FLOPS, load_average, log,  # noqa: E402
+                     median, table, worker)
 
 SCRIPT = Path(__file__).resolve()
 VARIANTS = ("nntrain", "keras_spe32", "keras_plain", "torch")
@@ -168,6 +171,13 @@ def matmul_peak(library: str, n: int = 2048, repeats: int = 10) -> dict:
 
         def product() -> None:
             tf.matmul(ta, tb).numpy()  # .numpy() waits for the result
+    elif library == "jax":
+        import jax
+
+        ja, jb = jax.numpy.asarray(a), jax.numpy.asarray(b)
+
+        def product() -> None:
+            jax.numpy.matmul(ja, jb).block_until_ready()
     elif library == "torch":
         import torch
 
@@ -206,7 +216,7 @@ def run_worker(args: argparse.Namespace) -> dict:
 
 def measure_peak() -> tuple[float, dict[str, float]]:
     by_library = {lib: worker(SCRIPT, f"peak-{lib}")["gflops"]
-                  for lib in ("tensorflow", "numpy", "torch")}
+                  for lib in ("tensorflow", "numpy", "torch", "jax")}
     return max(by_library.values()), by_library
 
 
@@ -217,6 +227,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="per run; the first is left out")
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--backend", default="tensorflow", choices=["tensorflow", "jax"],
+                        help="the Keras backend of the nntrain and Keras variants")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--json", metavar="FILE", help="also write the raw numbers here")
@@ -229,6 +241,7 @@ def main() -> None:
     variants = args.variants.split(",")
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch is left out")
+    args.load_before = load_average()
     log("measuring the float32 matmul peak")
     peak_before, libraries = measure_peak()
     # samples/s per (batch, variant), one entry per repetition
@@ -238,7 +251,8 @@ def main() -> None:
         for batch in batches:
             for variant in variants:
                 out = worker(SCRIPT, variant, "--batch", str(batch), "--epochs",
-                             str(args.epochs), "--samples", str(args.samples))
+                             str(args.epochs), "--samples", str(args.samples),
+                             backend=args.backend)
                 steady = median(out["epoch_seconds"][1:])
                 sps[batch][variant].append(args.samples / steady)
                 losses[batch][variant].append(out["loss"])
@@ -259,8 +273,9 @@ def report(sps: dict[int, dict[str, list[float]]], losses: dict[int, dict[str, l
            batches: list[int], variants: list[str], peak: float,
            libraries: dict[str, float], args: argparse.Namespace) -> str:
     peak_note = ", ".join(f"{lib} {g:,.0f}" for lib, g in libraries.items())
-    out = [f"### Training throughput ({args.samples:,} samples, {args.reps} repetitions, "
-           f"median of epochs 2-{args.epochs} per run)", "",
+    out = [f"### Training throughput, Keras on {args.backend} ({args.samples:,} samples, "
+           f"{args.reps} repetitions, median of epochs 2-{args.epochs} per run; 1-minute load "
+           f"average {args.load_before:.2f} before, {load_average():.2f} after)", "",
            f"float32 matmul peak (2048x2048, best of each library, GFLOP/s): **{peak:,.0f}** "
            f"({peak_note}); training costs {TRAIN_FLOPS:,} FLOPs per sample "
            "(3 x the forward pass).", ""]
