@@ -157,6 +157,10 @@ def main() -> None:
                     log(f"rep {rep + 1}/{args.reps} {b} {label}: {wall:.2f} s wall, "
                         f"{cpu:.2f} CPU s")
                 metrics[b].append(json.loads((Path(tmp) / name / "metrics.json").read_text()))
+    # The raw numbers first (on stderr), so that a failing report loses nothing.
+    log(json.dumps({"epoch": {"/".join(k): v for k, v in epoch.items()},
+                    "processes": {"/".join(k): v for k, v in procs.items()},
+                    "metrics": metrics}))
     print(report(epoch, procs, metrics, backends, args, load_before, load_average()))
 
 
@@ -179,7 +183,9 @@ def same_seed(metrics: dict[str, list[dict]], backends: list[str]) -> list[str]:
     """Whether the quickstart's runs (same seed) gave identical metrics on each backend, and
     how far apart the backends' first runs are."""
     def flat(m: dict) -> dict[str, float]:
-        return {f"{split}/{k}": v for split, values in m.items() for k, v in values.items()}
+        # metrics.json also holds notes (text): the numbers are what is compared
+        return {f"{split}/{k}": v for split, values in m.items() if isinstance(values, dict)
+                for k, v in values.items() if isinstance(v, (int, float))}
 
     lines = []
     for b in backends:
