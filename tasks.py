@@ -2,7 +2,8 @@
 """Set up the development environment and run things in it. Needs only Python 3.10+.
 
     python3 tasks.py quickstart   # set up .venv, then train the built-in example
-    python3 tasks.py test         # set up .venv, then run the test suite (extra args go to pytest)
+    python3 tasks.py test         # set up .venv, then run the test suite in parallel, one
+                                  # worker per CPU (extra args go to pytest)
     python3 tasks.py bench        # add the benchmarks' extras to .venv, run benchmarks/run_all.py
 
 All are safe to run again: the environment is reused, and reinstalled only when
@@ -55,6 +56,16 @@ def run(*args: str) -> int:
     return subprocess.call([str(a) for a in args], cwd=ROOT)
 
 
+def _parallel(args: list[str]) -> list[str]:
+    """pytest-xdist's options, unless the arguments choose their own (-n, -p no:xdist).
+    One worker per CPU: most of the suite's time is TensorFlow starting and training in
+    processes of their own, so the tests overlap well. worksteal: the tests' lengths differ a
+    hundredfold, and an idle worker takes over the other's queue."""
+    if any(a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist" for a in args):
+        return []
+    return ["-n", "auto", "--dist", "worksteal"]
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "help"
     if command == "quickstart":
@@ -62,7 +73,7 @@ def main(argv: list[str]) -> int:
         return run(BIN / "nntrain", "train", "configs/quickstart.yaml", *argv[1:])
     if command == "test":
         setup("test")
-        return run(PYTHON, "-m", "pytest", *argv[1:])
+        return run(PYTHON, "-m", "pytest", *_parallel(argv[1:]), *argv[1:])
     if command == "bench":
         setup("bench")
         return run(PYTHON, ROOT / "benchmarks" / "run_all.py", *argv[1:])

@@ -187,7 +187,8 @@ def test_a_stop_after_the_last_epoch_finishes_the_run(write, tmp_path, monkeypat
         run, result, _ = train(loaded, stop=stop, on_epoch=on_epoch)
         assert result.epochs_run == 2 and (run.path / "model.keras").exists()
     else:
-        with pytest.raises(Interrupted):
+        with pytest.raises(Interrupted, match=r"interrupted after epoch 1 \(step 0\); the run "
+                           r"is saved in .*tiny; continue it with: nntrain train --resume"):
             train(loaded, stop=stop, on_epoch=on_epoch)
     status = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())["status"]
     assert status == ("finished" if finished else "interrupted")
