@@ -4,6 +4,8 @@
                                                  file NAME (its temporary file half-written)
     python tests/faults.py enospc:NAME:N ARGS...  that write fails as a full disk would
 
+or, in a test's own process, monkeypatch.setattr(rundir, "before_sync", hook(SPEC)).
+
 The fault is installed through runs.rundir.before_sync, so nntrain's own write path carries no
 fault-injection code.
 """
@@ -22,6 +24,12 @@ from nntrain.runs import rundir
 
 
 def install(spec: str) -> None:
+    rundir.before_sync = hook(spec)
+
+
+def hook(spec: str):
+    """The before_sync hook for ``spec`` (kill:NAME:N or enospc:NAME:N); tests that need no
+    SIGKILL install it in their own process, with monkeypatch."""
     action, name, nth = spec.split(":")
     writes = 0
 
@@ -38,7 +46,7 @@ def install(spec: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    rundir.before_sync = fault
+    return fault
 
 
 if __name__ == "__main__":

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers import finish, start
+from helpers import nntrain as run_nntrain
 
 # Enough steps per epoch (700, about 0.3 s) that a signal lands inside an epoch; Dropout makes the
 # random state part of what must be restored.
@@ -35,16 +34,9 @@ training:
 
 
 def nntrain(cwd: Path, *args: str, fault: str | None = None) -> subprocess.Popen:
-    """`nntrain ARGS` in a process of its own; with ``fault``, through tests/faults.py."""
-    command = ["-m", "nntrain"] if fault is None else [str(ROOT / "tests" / "faults.py"), fault]
-    return subprocess.Popen([sys.executable, *command, *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-
-def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=300)
-    return proc.returncode, out, err
+    """`nntrain ARGS` in a process of its own (a signal or SIGKILL ends it); with ``fault``,
+    through tests/faults.py."""
+    return start(cwd, *args, fault=fault)
 
 
 def weights(run: Path) -> list[np.ndarray]:
@@ -55,12 +47,33 @@ def weights(run: Path) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    """A directory with the config and one uninterrupted run to compare against."""
+    """A directory with the config and one uninterrupted run to compare against. Trained in
+    this process, as the resumes are: only the runs that a signal or SIGKILL ends need a process
+    of their own, and a run is the same number for number in any process."""
+    from nntrain.cli.app import main
+
     d = tmp_path_factory.mktemp("resume")
     (d / "run.yaml").write_text(CONFIG)
-    code, out, err = finish(nntrain(d, "train", "run.yaml", "--set", "output.name=straight"))
-    assert code == 0, err
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(d)
+        assert main(["train", "run.yaml", "-q", "--set", "output.name=straight"]) == 0
     return d
+
+
+@pytest.fixture
+def here(work, monkeypatch, capsys):
+    """`nntrain ARGS` in this process, in the work directory: (exit code, stdout, stderr)."""
+    from nntrain.cli.app import main
+
+    monkeypatch.chdir(work)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
 
 
 def assert_same_run(a: Path, b: Path) -> None:
@@ -78,7 +91,7 @@ def wait_for_epoch(proc: subprocess.Popen, epoch: int) -> None:
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_saves_a_checkpoint_and_resume_is_bit_exact(work, signum, code):
+def test_signal_saves_a_checkpoint_and_resume_is_bit_exact(work, here, signum, code):
     name = f"sig{signum}"
     proc = nntrain(work, "train", "run.yaml", "--set", f"output.name={name}")
     wait_for_epoch(proc, 1)
@@ -95,7 +108,7 @@ def test_signal_saves_a_checkpoint_and_resume_is_bit_exact(work, signum, code):
 
     state = load(run / "checkpoint.npz").state
     assert state.epoch == 1 and 0 < state.step < 700, "the signal should land inside epoch 2"
-    rc, out, err = finish(nntrain(work, "train", "--resume", f"runs/{name}"))
+    rc, out, err = here("train", "--resume", f"runs/{name}")
     assert rc == 0, err
     assert out.strip() == f"runs/{name}"
     assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
@@ -104,57 +117,61 @@ def test_signal_saves_a_checkpoint_and_resume_is_bit_exact(work, signum, code):
 
 @pytest.mark.parametrize("fault", ["kill:checkpoint.npz:2", "kill:manifest.json:3",
                                    "kill:model.keras:1"])
-def test_sigkill_at_any_moment_resumes_to_the_same_weights(work, fault):
+def test_sigkill_at_any_moment_resumes_to_the_same_weights(work, here, fault):
     name = "kill-" + fault.replace(":", "-")
     rc, _, err = finish(nntrain(work, "train", "run.yaml", "--set", f"output.name={name}",
                                 fault=fault))
     assert rc == -signal.SIGKILL
     staging = work / "runs" / f".{name}.partial"
     assert staging.is_dir() and not (work / "runs" / name).exists()
-    rc, out, err = finish(nntrain(work, "train", "--resume", f"runs/{name}"))
+    rc, out, err = here("train", "--resume", f"runs/{name}")
     assert rc == 0, err
     assert not staging.exists()
     assert_same_run(work / "runs" / "straight", work / "runs" / name)
 
 
-def test_sigkill_in_the_middle_of_an_epoch(work):
+def test_sigkill_in_the_middle_of_an_epoch(work, here):
     proc = nntrain(work, "train", "run.yaml", "--set", "output.name=midkill")
     wait_for_epoch(proc, 1)
     time.sleep(0.1)
     proc.kill()
     proc.communicate()
-    rc, _, err = finish(nntrain(work, "train", "--resume", "runs/midkill"))
+    rc, _, err = here("train", "--resume", "runs/midkill")
     assert rc == 0, err
     assert_same_run(work / "runs" / "straight", work / "runs" / "midkill")
 
 
-def test_resume_refuses_other_changes_and_extends_epochs(work):
+def test_resume_refuses_other_changes_and_extends_epochs(work, here):
     shutil.copytree(work / "runs" / "straight", work / "runs" / "longer")
-    rc, _, err = finish(nntrain(work, "train", "--resume", "runs/longer", "--set",
-                                "training.batch_size=64", "--set", "training.epochs=6"))
+    rc, _, err = here("train", "--resume", "runs/longer", "--set", "training.batch_size=64",
+                      "--set", "training.epochs=6")
     assert rc == 2
     assert "only training.epochs (and where it runs) may change" in err
     assert "training.batch_size: 16 -> 64" in err
-    rc, _, err = finish(nntrain(work, "train", "--resume", "runs/longer"))
+    rc, _, err = here("train", "--resume", "runs/longer")
     assert rc == 2 and "training.epochs=N" in err
     before = (work / "runs" / "longer" / "history.csv").read_text()
-    rc, _, err = finish(nntrain(work, "train", "--resume", "runs/longer", "--set",
-                                "training.epochs=4"))
+    rc, _, err = here("train", "--resume", "runs/longer", "--set", "training.epochs=4")
     assert rc == 0, err
     history = (work / "runs" / "longer" / "history.csv").read_text()
     assert history.startswith(before) and len(history.splitlines()) == 5
 
 
-def test_full_disk_during_a_checkpoint_keeps_the_previous_one(work):
-    rc, _, err = finish(nntrain(work, "train", "run.yaml", "--set", "output.name=full",
-                                fault="enospc:checkpoint.npz:3"))
+def test_full_disk_during_a_checkpoint_keeps_the_previous_one(work, here, monkeypatch):
+    from faults import hook
+    from nntrain.runs import rundir
+
+    # A full disk raises, as it would in a process of its own: no SIGKILL, no subprocess.
+    with monkeypatch.context() as m:
+        m.setattr(rundir, "before_sync", hook("enospc:checkpoint.npz:3"))
+        rc, _, err = here("train", "run.yaml", "--set", "output.name=full")
     assert rc == 1
     assert "No space left on device" in err and "Traceback" not in err
     run = work / "runs" / "full"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "failed" and manifest["epochs_completed"] == 2
     assert not list(run.glob(".*.tmp")), "no half-written temporaries"
-    rc, _, err = finish(nntrain(work, "train", "--resume", "runs/full"))
+    rc, _, err = here("train", "--resume", "runs/full")
     assert rc == 0, err
     assert_same_run(work / "runs" / "straight", run)
 
@@ -205,10 +222,8 @@ def test_resume_in_a_process_that_built_other_models_first(cli, write, tmp_path)
     config = write("run.yaml", TINY.replace(
         "- {type: dense, units: 8, activation: relu}",
         "- {type: dense, units: 8, activation: relu}\n    - {type: dropout, rate: 0.2}"))
-    done = subprocess.run([sys.executable, "-m", "nntrain", "train", str(config), "-q",
-                           "--set", "output.plots=false"], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
-    assert done.returncode == 0, done.stderr
+    code, _, err = run_nntrain(tmp_path, "train", config, "-q", "--set", "output.plots=false")
+    assert code == 0, err
     for _ in range(3):  # other models first: the counters move on
         keras.Sequential([keras.Input((2,)), keras.layers.Dense(8), keras.layers.Dropout(0.2),
                           keras.layers.Dense(1)]).compile(optimizer="adam", loss="mse")
