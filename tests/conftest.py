@@ -80,3 +80,27 @@ output:
 @pytest.fixture
 def tiny(write):
     return write("tiny.yaml", TINY)
+
+
+# Started first when the suite runs on several pytest-xdist workers (python3 tasks.py test):
+# the longest tests, so that short ones fill in the end instead of one worker finishing a long
+# test alone. Node id prefixes, longest first (from `pytest --durations=30`); the rest keep
+# their order.
+LONG_FIRST = (
+    "tests/test_distribute.py::test_a_lost_worker",
+    "tests/test_sweep.py::test_a_sweep_killed",
+    "tests/test_sweep.py::test_two_workers",
+    "tests/test_backend.py::test_a_jax_run",
+    "tests/test_resume.py::test_sig",
+    "tests/test_distribute.py",
+    "tests/test_resume.py",
+    "tests/test_sweep.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        return next((i for i, prefix in enumerate(LONG_FIRST) if item.nodeid.startswith(prefix)),
+                    len(LONG_FIRST))
+
+    items.sort(key=rank)  # stable: the same order as before within a rank

@@ -8,7 +8,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
@@ -17,8 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-NNTRAIN = [sys.executable, "-m", "nntrain"]
-FAULTS = str(Path(__file__).resolve().parent / "faults.py")  # nntrain with a fault injected
+from helpers import ROOT, nntrain
 
 BASE = """
 data:
@@ -120,27 +118,21 @@ def test_sweep_with_pruning_writes_leaderboard_and_a_best_yaml_that_reproduces(c
     assert shown.code == 0 and json.loads(shown.out)["leaderboard"] == rows
 
 
-def _env() -> dict[str, str]:
-    root = str(Path(__file__).resolve().parent.parent)
-    return {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def test_a_sweep_killed_mid_trial_continues_with_the_same_parameters(write, tmp_path):
+def test_a_sweep_killed_mid_trial_continues_with_the_same_parameters(cli, write, tmp_path):
     path = _sweep(write)
     # SIGKILL in the middle of the 4th checkpoint write of the process: trial 1's second epoch
     # (trial 0 wrote two), after its first epoch's checkpoint.
-    killed = subprocess.run([sys.executable, FAULTS, "kill:checkpoint.npz:4", "sweep", path],
-                            capture_output=True, text=True, cwd=tmp_path, env=_env())
-    assert killed.returncode == -9, killed.stderr
+    code, _, err = nntrain(tmp_path, "sweep", path, fault="kill:checkpoint.npz:4")
+    assert code == -9, err
     trials = _study_trials(tmp_path / "s")
     assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING"]
     lost = trials[1].params
 
-    rerun = subprocess.run([*NNTRAIN, "sweep", path, "--json"], capture_output=True, text=True,
-                           cwd=tmp_path, env=_env())
-    assert rerun.returncode == 0, rerun.stderr
-    assert "trial 2 (again, was 1)" in rerun.stderr
-    rows = json.loads(rerun.stdout)["leaderboard"]
+    # The rerun needs no process of its own (only the SIGKILL does): it runs in this one.
+    rerun = cli("sweep", path, "--json")
+    assert rerun.code == 0, rerun.err
+    assert "trial 2 (again, was 1)" in rerun.err
+    rows = json.loads(rerun.out)["leaderboard"]
     assert len(rows) == 6 and {r["state"] for r in rows} == {"finished"}
     runs = [r["run"] for r in rows]
     assert len(set(runs)) == 6  # no trial twice
@@ -153,13 +145,25 @@ def test_a_sweep_killed_mid_trial_continues_with_the_same_parameters(write, tmp_
     assert not list((tmp_path / "s").glob(".*.partial"))
 
 
-def test_two_workers_share_one_sqlite_study(write, tmp_path):
+def _sweep_here(capfd, monkeypatch, tmp_path, *args) -> tuple[int, str, str]:
+    """`nntrain sweep ARGS` in this process (worker 0), in tmp_path: (exit code, stdout, stderr),
+    the stderr of the worker processes it starts included (they write on file descriptor 2)."""
+    from nntrain.cli.app import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the workers run this tree's `python -m nntrain`
+    capfd.readouterr()
+    code = main(["sweep", *map(str, args)])
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def test_two_workers_share_one_sqlite_study(write, tmp_path, capfd, monkeypatch):
     path = _sweep(write)
-    res = subprocess.run([*NNTRAIN, "sweep", path, "--jobs", "2", "--json"],
-                         capture_output=True, text=True, cwd=tmp_path, env=_env())
-    assert res.returncode == 0, res.stderr
-    _check_shared(json.loads(res.stdout)["leaderboard"], _study_trials(tmp_path / "s"), 6)
-    assert "[worker 0] trial" in res.stderr and "[worker 1] trial" in res.stderr
+    code, out, err = _sweep_here(capfd, monkeypatch, tmp_path, path, "--jobs", "2", "--json")
+    assert code == 0, err
+    _check_shared(json.loads(out)["leaderboard"], _study_trials(tmp_path / "s"), 6)
+    assert "[worker 0] trial" in err and "[worker 1] trial" in err
 
 
 def _check_shared(rows: list[dict], trials: list, wanted: int) -> None:
@@ -210,17 +214,17 @@ def postgres():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_two_workers_share_one_postgresql_study(write, tmp_path, postgres):
+def test_two_workers_share_one_postgresql_study(write, tmp_path, postgres, capfd, monkeypatch):
     path = _sweep(write, SWEEP.replace("trials: 6", "trials: 4"))
-    res = subprocess.run([*NNTRAIN, "sweep", path, "--jobs", "2", "--json", "--storage",
-                          postgres], capture_output=True, text=True, cwd=tmp_path, env=_env())
-    assert res.returncode == 0, res.stderr
+    code, out, err = _sweep_here(capfd, monkeypatch, tmp_path, path, "--jobs", "2", "--json",
+                                 "--storage", postgres)
+    assert code == 0, err
     import optuna
 
     from nntrain.sweep.run import open_storage  # postgresql:// through psycopg2
 
     trials = optuna.load_study(study_name="s", storage=open_storage(postgres)).get_trials()
-    _check_shared(json.loads(res.stdout)["leaderboard"], trials, 4)
+    _check_shared(json.loads(out)["leaderboard"], trials, 4)
     assert not (tmp_path / "s" / "study.db").exists()  # the study is in PostgreSQL
     # The directory remembers the storage (without a password) for `nntrain sweep DIR`.
     assert json.loads((tmp_path / "s" / "sweep.json").read_text())["storage"] == postgres
