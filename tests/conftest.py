@@ -87,11 +87,16 @@ def tiny(write):
 # test alone. Node id prefixes, longest first (from `pytest --durations=30`); the rest keep
 # their order.
 LONG_FIRST = (
-    "tests/test_distribute.py::test_a_lost_worker",
     "tests/test_sweep.py::test_a_sweep_killed",
     "tests/test_sweep.py::test_two_workers",
-    "tests/test_backend.py::test_a_jax_run",
+    "tests/test_distribute.py::test_a_lost_worker",
+    "tests/test_sweep.py::test_sweep_with_pruning",
     "tests/test_resume.py::test_sig",
+    "tests/test_tables.py::test_five_folds",
+    "tests/test_tables.py::test_scaled_target",
+    "tests/test_train.py::test_tutorial_matches",
+    "tests/test_tabular.py::test_a_table_run_resumes",
+    "tests/test_backend.py::test_a_jax_run",
     "tests/test_distribute.py",
     "tests/test_resume.py",
     "tests/test_sweep.py",
