@@ -147,6 +147,33 @@ def _jax_data_parallel(cfg: Distribution) -> Any:
 _uneven_patched = False
 
 
+# The Keras version the workarounds below are tested with (constraints.txt pins it).
+TESTED_KERAS = "3.15"
+
+
+def _keras_internal(module: str, name: str, params: list[str], what: str,
+                    instead: str) -> tuple[Any, Any]:
+    """(module, function) of the Keras internal a workaround replaces, checked first: a Keras
+    whose function is missing or takes other leading parameters is refused in one line, rather
+    than patched blindly."""
+    import importlib
+    import inspect
+
+    import keras
+
+    try:
+        found = importlib.import_module(module)
+    except ImportError:
+        found = None
+    original = getattr(found, name, None)
+    if original is None or not keras.__version__.startswith("3.") or \
+            list(inspect.signature(original).parameters)[:len(params)] != params:
+        raise NntrainError(f"{what} works around a Keras bug by replacing {module}.{name}, "
+                           f"which Keras {keras.__version__} does not have as expected; use "
+                           f"Keras 3 (tested with {TESTED_KERAS}), {instead}")
+    return found, original
+
+
 def _patch_keras_uneven_batches() -> None:
     """Keras 3.15's DataParallel on JAX splits every batch evenly across the devices, and
     fails ("IndivisibleError") on a batch whose rows do not divide: the last batch of an
@@ -155,23 +182,12 @@ def _patch_keras_uneven_batches() -> None:
     global _uneven_patched
     if _uneven_patched:
         return
-    import inspect
-
     import jax
-    import keras
 
-    try:
-        from keras.src.backend.jax import distribution_lib
-    except ImportError:
-        distribution_lib = None
-    original = getattr(distribution_lib, "distribute_data_input", None)
-    if original is None or not keras.__version__.startswith("3.") or \
-            list(inspect.signature(original).parameters) != ["per_process_batch", "layout",
-                                                             "batch_dim_name"]:
-        raise NntrainError("mirrored training on JAX works around a Keras bug by replacing "
-                           "keras.src.backend.jax.distribution_lib.distribute_data_input, "
-                           f"which Keras {keras.__version__} does not have as expected; use "
-                           f"Keras 3 (tested with {TESTED_KERAS}), or backend tensorflow")
+    distribution_lib, original = _keras_internal(
+        "keras.src.backend.jax.distribution_lib", "distribute_data_input",
+        ["per_process_batch", "layout", "batch_dim_name"],
+        "mirrored training on JAX", "or backend tensorflow")
 
     def distribute_data_input(per_process_batch: Any, layout: Any, batch_dim_name: str) -> Any:
         sharding = getattr(layout, "backend_layout", layout)
@@ -267,10 +283,6 @@ def prepare_model(model: Any, strategy: Any) -> None:
 
 
 _patched = False
-# The Keras version the multi-worker patch below is tested with (constraints.txt pins it).
-TESTED_KERAS = "3.15"
-
-
 def _patch_keras_multi_worker() -> None:
     """Keras 3.15 cannot fit() under MultiWorkerMirroredStrategy (keras-team/keras#20585): it
     averages each step's scalar logs across workers with axis=0, which scalars lack. Average
@@ -279,22 +291,9 @@ def _patch_keras_multi_worker() -> None:
     global _patched
     if _patched:
         return
-    import inspect
-
-    import keras
-
-    try:
-        from keras.src.backend.tensorflow import trainer
-    except ImportError:
-        trainer = None
-    original = getattr(trainer, "reduce_per_replica", None)
-    if original is None or not keras.__version__.startswith("3.") or \
-            list(inspect.signature(original).parameters)[:3] != ["values", "strategy",
-                                                                 "reduction"]:
-        raise NntrainError(f"multi-worker training works around a Keras bug by replacing "
-                           "keras.src.backend.tensorflow.trainer.reduce_per_replica, which "
-                           f"Keras {keras.__version__} does not have as expected; use Keras 3 "
-                           f"(tested with {TESTED_KERAS}), or train on one machine")
+    trainer, original = _keras_internal(
+        "keras.src.backend.tensorflow.trainer", "reduce_per_replica",
+        ["values", "strategy", "reduction"], "multi-worker training", "or train on one machine")
 
     def reduce_per_replica(values: Any, strategy: Any, reduction: str = "auto") -> Any:
         if reduction != "auto" or not _multi_worker(strategy):
