@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +13,19 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# Tests that import keras themselves get nntrain's default backend (KERAS_BACKEND=tensorflow
+# runs the suite on the other one, as .ci/run does for the training, resume and export tests).
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+# One JAX compilation cache for the whole session, in a directory of its own (never the
+# user's): the pytest-xdist workers and the CLI processes the tests start inherit it from the
+# first process that imports this file, so a model compiled by one test is loaded by the next.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="nntrain-tests-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -139,3 +139,29 @@ def test_the_manifest_records_the_backend_the_run_used(cli, tiny, tmp_path):
     manifest = json.loads((tmp_path / "runs" / "tiny" / "manifest.json").read_text())
     assert manifest["backend"] == imported()
     assert f"backend: {imported()}" in (tmp_path / "runs" / "tiny" / "config.yaml").read_text()
+
+
+def test_a_resumed_run_continues_on_the_backend_it_trained_on(cli, tiny, tmp_path,
+                                                             monkeypatch):
+    from nntrain.backend import imported
+
+    assert cli("train", tiny, "--set", "output.plots=false").code == 0
+    run = tmp_path / "runs" / "tiny"
+    current = imported()
+    other = "jax" if current == "tensorflow" else "tensorflow"
+    # KERAS_BACKEND names the other backend: the run still continues on its own.
+    monkeypatch.setenv("KERAS_BACKEND", other)
+    r = cli("train", "--resume", run, "--set", "training.epochs=3")
+    assert r.code == 0, r.err
+    assert json.loads((run / "manifest.json").read_text())["backend"] == current
+    # A run from before nntrain recorded the backend trained on TensorFlow, the only one then.
+    monkeypatch.delenv("KERAS_BACKEND")
+    config = run / "config.yaml"
+    config.write_text("".join(line for line in config.read_text().splitlines(keepends=True)
+                              if not line.strip().startswith("backend:")))
+    r = cli("train", "--resume", run, "--set", "training.epochs=4")
+    if current == "tensorflow":
+        assert r.code == 0, r.err
+    else:  # this process has Keras on JAX already: the resume asks for TensorFlow
+        assert r.code == 2
+        assert "cannot switch to tensorflow" in r.err

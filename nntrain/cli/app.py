@@ -130,7 +130,7 @@ def train(
         show_default=False)] = None,
     backend: Annotated[Optional[str], typer.Option(
         "--backend", metavar="tensorflow|jax", help="The Keras backend: --set "
-        "training.backend=NAME. Default: KERAS_BACKEND, else tensorflow.",
+        "training.backend=NAME. Default: KERAS_BACKEND, else jax.",
         show_default=False)] = None,
 ) -> None:
     """Train the model a config describes and write a run directory.

@@ -569,8 +569,8 @@ class TrainingConfig(Section):
     # TensorBoard logs (per-epoch scalars) in RUN_DIR/tensorboard, for `tensorboard --logdir
     # runs`. Off by default: ~2 ms per epoch, 2-3% of the example configs' training time.
     tensorboard: bool = False
-    # The Keras backend: tensorflow or jax (--backend sets it). When omitted, KERAS_BACKEND,
-    # else tensorflow. JAX trains small models several times faster (docs/benchmarks.md);
+    # The Keras backend: jax or tensorflow (--backend sets it). When omitted, KERAS_BACKEND,
+    # else jax, which trains small models several times faster (docs/benchmarks.md);
     # multi_worker needs tensorflow. The trained .keras file loads on either.
     backend: Literal["tensorflow", "jax"] | None = None
 

@@ -172,6 +172,8 @@ def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = 
     """The whole pass: prepare, open the run directory, fit with checkpoints, write, move
     into place. A stopped, diverged or failed run that has a checkpoint is moved into place
     too, with its status in the manifest, so that it can be resumed."""
+    if resume is not None and loaded.config.training.backend is None:
+        loaded = _on_recorded_backend(loaded, resume)
     # Started first, so that matplotlib loads on another core while TensorFlow does.
     with Painter.start(loaded.config.output.plots) as painter:
         prepared = prepare(loaded)
@@ -199,6 +201,20 @@ def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = 
             return _train(prepared, **{**kwargs, "resume": None}, root=scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _on_recorded_backend(loaded: LoadedConfig, resume: Path) -> LoadedConfig:
+    """A resumed run continues on the backend it trained on when the config names none: the
+    one its config.yaml records, or TensorFlow for a run from before nntrain recorded it
+    (TensorFlow was the only backend then, and the default until JAX)."""
+    try:
+        recorded = yaml.safe_load(RunDir.open(resume).file(CONFIG).read_text()) or {}
+    except OSError:
+        return loaded  # no run there: _resume says so
+    name = (recorded.get("training") or {}).get("backend") or "tensorflow"
+    training = loaded.config.training.model_copy(update={"backend": name})
+    return dataclasses.replace(loaded, config=loaded.config.model_copy(
+        update={"training": training}))
 
 
 def _train(prepared: Prepared, *, argv: list[str], force: bool, resume: Path | None,
