@@ -76,7 +76,8 @@ def test_generate_npz_to_stdout_matches_the_file(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["-o", "d.parquet"], "cannot tell the format from '.parquet'.*Parquet is not supported"),
-    (["--format", "feather"], "unknown format 'feather'; choose csv or npz"),
+    (["--format", "feather"], "--format: expected one of csv, npz, got 'feather'"),
+    (["--format", "nzp"], "--format: expected one of csv, npz, got 'nzp' .did you mean 'npz'.."),
 ])
 def test_generate_unknown_formats_are_usage_errors(cli, tmp_path, args, message):
     res = cli("generate-data", "moons", *args)

@@ -258,6 +258,11 @@ def schema() -> None:
 
 # --- init --------------------------------------------------------------------------------
 
+class DataFormat(str, Enum):  # generate-data --format
+    csv = "csv"
+    npz = "npz"
+
+
 class StarterTask(str, Enum):
     binary = "binary"
     multiclass = "multiclass"
@@ -333,10 +338,11 @@ def generate_data(
                                       "same bytes.")] = 42,
     output: Annotated[str, typer.Option("--output", "-o", help="File to write (.csv or "
                                         ".npz), or - for stdout.")] = "-",
-    format_: Annotated[Optional[str], typer.Option(
-        "--format", metavar="csv|npz", help="csv (header x0,x1,...,y) or npz (arrays x, y and "
-        "feature_names). Default: from the output file's extension, else csv.",
-        show_default=False)] = None,
+    format_: Annotated[Optional[DataFormat], typer.Option(
+        "--format", metavar="csv|npz", case_sensitive=False,
+        help="csv (header x0,x1,...,y) or npz (arrays x, y and feature_names). Default: from "
+        "the output file's extension, else csv. (No Parquet: pandas converts the CSV, "
+        "pd.read_csv(f).to_parquet(g).)", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the generators and exit.")] = False,
     image_size: Annotated[int, typer.Option(
@@ -373,7 +379,7 @@ def generate_data(
         raise UsageError(f"generator '{name}' needs at least {gen.min_features} features")
     if (why := too_big(generated_bytes(samples, n_features(name, features)))) is not None:
         raise UsageError(f"--samples {samples:,}: {why}; generate fewer rows")
-    fmt = choose_format(output, format_)
+    fmt = choose_format(output, format_.value if format_ else None)
     if output == "-" and fmt != "csv" and sys.stdout.isatty():
         raise UsageError(f"not writing binary {fmt.upper()} data to a terminal; pass -o FILE or "
                          "pipe it into a program")

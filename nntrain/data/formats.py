@@ -22,12 +22,10 @@ _BY_SUFFIX = {".csv": "csv", ".txt": "csv", ".npz": "npz"}
 
 
 def choose_format(output: str, fmt: str | None) -> str:
-    """The format asked for, else the one the output file's extension names, else CSV."""
+    """The format asked for (one of FORMATS: the CLI's choice option checked it), else the one
+    the output file's extension names, else CSV."""
     if fmt is not None:
-        if fmt.lower() not in FORMATS:
-            raise UsageError(f"--format: unknown format '{fmt}'; choose csv or npz"
-                             + (_NO_PARQUET if fmt.lower() == "parquet" else ""))
-        return fmt.lower()
+        return fmt
     suffix = Path(output).suffix.lower() if output != "-" else ""
     if not suffix:
         return "csv"
