@@ -302,3 +302,23 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(cli, 
     assert [r["state"] for r in rows] == ["finished", "failed"]
     assert "no_such_init" in rows[1]["note"], rows
     assert "FAILED" in res.err
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_workers_with_one_seed_propose_different_trials_and_trial_n_is_reproducible(
+        write, tmp_path, sampler):
+    # Two workers on one study, each with the sweep's seed (as on two machines, where both
+    # are worker 0): asked in turn, they must not propose the same parameters. A one-worker
+    # sweep elsewhere, same seed, draws the same parameters for each trial number.
+    from nntrain.sweep.run import distributions, open_study
+    from nntrain.sweep.spec import load_sweep
+
+    spec = load_sweep(_sweep(write, SWEEP + f"sampler: {sampler}\n"), None)
+    first, second = open_study(spec, None), open_study(spec, None)
+    shared = [study.ask(distributions(spec)) for study in (first, second, first, second)]
+    proposed = [tuple(sorted(t.params.items())) for t in shared]
+    assert len(set(proposed)) == 4, proposed
+    alone = load_sweep(tmp_path / "s.yaml", tmp_path / "alone")
+    study = open_study(alone, None)
+    again = [tuple(sorted(study.ask(distributions(alone)).params.items())) for _ in range(4)]
+    assert again == proposed

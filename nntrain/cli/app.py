@@ -683,7 +683,7 @@ def sweep(
     from nntrain.sweep.spec import load_sweep
 
     spec = load_sweep(path, directory)
-    study = open_study(spec, storage, force=force, worker=worker)
+    study = open_study(spec, storage, force=force)
     err = stderr()
     stop = StopRequest()
     tag = f"[worker {worker}] " if jobs > 1 or worker else ""

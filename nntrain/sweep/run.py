@@ -114,8 +114,7 @@ def _retry_callback() -> Any:
             inherit_intermediate_values=True)
 
 
-def open_study(sweep: Sweep, url: str | None, *, force: bool = False,
-               worker: int = 0) -> Any:
+def open_study(sweep: Sweep, url: str | None, *, force: bool = False) -> Any:
     """Create the sweep's study, or load it to continue; refuse a changed search space."""
     import optuna
 
@@ -130,7 +129,7 @@ def open_study(sweep: Sweep, url: str | None, *, force: bool = False,
     url = storage_url(sweep, url)
     storage = open_storage(url)
     study = optuna.create_study(storage=storage, study_name=sweep.name,
-                                direction=sweep.direction, sampler=_sampler(sweep, worker),
+                                direction=sweep.direction, sampler=_sampler(sweep),
                                 pruner=_pruner(sweep), load_if_exists=True)
     mine = sweep.space_json()
     stored = study.user_attrs.get("sweep")
@@ -161,22 +160,66 @@ def _changes(old: Any, new: Any, path: str = "") -> list[str]:
     return [] if old == new else [f"{path}: {json.dumps(old)} -> {json.dumps(new)}"]
 
 
-def _sampler(sweep: Sweep, worker: int) -> Any:
+def _sampler(sweep: Sweep) -> Any:
     import optuna
 
-    # Workers sampling with the same seed would propose the same first trials; the first
-    # worker keeps the seed, so a one-worker sweep is reproducible.
-    seed = sweep.spec.seed if worker == 0 else None
-    if sweep.spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+    seed = sweep.spec.seed
     if sweep.spec.sampler == "grid":
         class Grid(optuna.samplers.GridSampler):
             def after_trial(self, *args: Any) -> None:
                 """Optuna's would call study.stop(), which only works inside study.optimize;
                 the sweep stops by itself at its number of trials."""
 
+        # Trial N takes the N-th point of the grid shuffled by the seed: every worker must
+        # shuffle it the same way, or two of them would run one point and skip another.
         return Grid(grid_points(sweep.dimensions), seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    make = optuna.samplers.RandomSampler if sweep.spec.sampler == "random" else \
+        optuna.samplers.TPESampler
+    return _seeded_by_trial(make, seed)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler's seed for trial ``number`` of a sweep seeded ``seed``."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def _seeded_by_trial(make: Callable[..., Any], seed: int) -> Any:
+    """A sampler that draws each trial with a fresh ``make(seed=trial_seed(seed, number))``.
+
+    One seeded sampler per worker would make every worker propose the same first trials, and
+    workers on different machines are numbered alike; trial numbers are unique in the study.
+    So no two trials share a random stream, whichever worker runs them, and the draws of trial
+    N do not depend on how many workers there are or on a restart in between. TPE still reads
+    the trials the study holds when it proposes one, so with several workers the order in which
+    trials finish can change what it proposes."""
+    import optuna
+
+    class PerTrial(optuna.samplers.BaseSampler):
+        def __init__(self) -> None:
+            self.inner = make(seed=seed)
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            self.inner = make(seed=trial_seed(seed, trial.number))
+            self.inner.before_trial(study, trial)
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
+            return self.inner.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study: Any, trial: Any, space: Any) -> Any:
+            return self.inner.sample_relative(study, trial, space)
+
+        def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+            return self.inner.sample_independent(study, trial, name, dist)
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            self.inner.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:
+            self.inner.reseed_rng()
+
+    return PerTrial()
 
 
 def _pruner(sweep: Sweep) -> Any:

@@ -54,7 +54,9 @@ class SweepSpec(BaseModel):
     metric: str = "validation.loss"
     direction: Literal["minimize", "maximize"] | None = None  # from the metric's name if omitted
     sampler: Literal["tpe", "random", "grid"] = "tpe"
-    seed: int = 0  # the sampler's; a sweep with one worker samples the same trials every time
+    # The sampler's: trial N draws with a seed derived from it and N (sweep/run.py), so a
+    # one-worker sweep samples the same trials every time, and workers never share draws.
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     pruner: Pruner | Literal["none", "median"] = "none"
     space: Annotated[dict[str, Any], Field(min_length=1)]
     set: dict[str, Any] = {}
