@@ -116,14 +116,15 @@ class ModelFunction:
     """The model's raw outputs, and the explained output with its gradient with respect to the
     raw inputs, on the Keras backend in use."""
 
-    def __init__(self, trained: Trained):
+    def __init__(self, trained: Trained, model: Any = None):
         keras = import_keras()
         backend = keras.backend.backend()
         value = _explained_output(trained, keras.ops)
+        model = trained.model if model is None else model  # a table's: after its encoding
         if backend == "tensorflow":
-            self.outputs, self.gradients = _tensorflow_functions(trained.model, value)
+            self.outputs, self.gradients = _tensorflow_functions(model, value)
         elif backend == "jax":
-            self.outputs, self.gradients = _jax_functions(trained.model, value)
+            self.outputs, self.gradients = _jax_functions(model, value)
         else:
             raise UsageError(f"explain takes gradients with TensorFlow or JAX, not the "
                              f"'{backend}' Keras backend; set KERAS_BACKEND=tensorflow or jax")
@@ -249,13 +250,14 @@ class _Gradients:
     """Integrated gradients chunk by chunk, with the completeness check and running totals."""
 
     def __init__(self, trained: Trained, baseline: np.ndarray, class_index: int | None,
-                 scale: float | None):
+                 scale: float | None, table: "_TableEncoding | None" = None):
         self.trained = trained
-        self.fn = ModelFunction(trained)
+        self.table = table  # categorical columns: gradients are taken after their encoding
+        self.fn = ModelFunction(trained, table.head if table else None)
         self.baseline = baseline.astype(np.float32)
         self.class_index = class_index
         self.scale = scale  # the output's range, when known up front
-        width = len(baseline)
+        width = len(baseline) if table is None else table.merge.shape[1]
         self.sum_abs = np.zeros(width)
         self.sum = np.zeros(width)
         self.rows = 0
@@ -267,6 +269,9 @@ class _Gradients:
 
     def explain(self, x: np.ndarray) -> _Chunk:
         trained = self.trained
+        columns = x
+        if self.table is not None:
+            x = self.table.encode(x)
         classes: np.ndarray | None = None
         k = np.zeros(len(x), np.int32)
         if trained.targets.is_classifier:
@@ -294,12 +299,14 @@ class _Gradients:
             attributions[redo] = a
             gap[redo] = np.abs(a.sum(axis=1) - (r - b)) / scale
             used[redo] = steps
+        if self.table is not None:  # each column's units (one-hot, embedding) summed
+            attributions = attributions @ self.table.merge
         self.sum_abs += np.abs(attributions).sum(axis=0)
         self.sum += attributions.sum(axis=0)
         self.rows += len(x)
         if len(x):
-            self.low = np.minimum(self.low, x.min(axis=0))
-            self.high = np.maximum(self.high, x.max(axis=0))
+            self.low = np.minimum(self.low, columns.min(axis=0))
+            self.high = np.maximum(self.high, columns.max(axis=0))
             self.largest_gap = max(self.largest_gap, float(gap.max()))
             self.most_steps = max(self.most_steps, int(used.max()))
         self.rows_beyond += int((gap > TOLERANCE).sum())
@@ -307,7 +314,7 @@ class _Gradients:
 
     def plane(self) -> Plane | None:
         """For two inputs: the attributions over a grid of the explained rows' plane."""
-        if len(self.baseline) != 2 or not self.rows:
+        if len(self.baseline) != 2 or not self.rows or self.table is not None:
             return None
         margin = 0.1 * np.maximum(self.high - self.low, 1e-6)
         low, high = self.low - margin, self.high + margin
@@ -337,6 +344,60 @@ class _Gradients:
         found = [Importance(name, float(a / n), mean=float(s / n))
                  for name, a, s in zip(names, self.sum_abs, self.sum)]
         return sorted(found, key=lambda i: -i.value)
+
+
+class _TableEncoding:
+    """A run with categorical columns, split where its encoding ends: a column holds the index
+    of its value in the vocabulary, which has no gradient, so the gradients are taken with
+    respect to the encoded units (one-hot, embedding vector, normalized number) and each
+    column's units are summed into its attribution. Completeness holds all the same: the
+    attributions of all units sum to f(row) - f(baseline)."""
+
+    # The layer where data/tabular.py's build_model joins the encoded columns.
+    JOINED = "features"
+
+    def __init__(self, trained: Trained, joined: Any):
+        from nntrain.use.load import forward_pass
+
+        keras = import_keras()
+        core = trained.model
+        self.head = keras.Model(joined, core.output)
+        self._encode = forward_pass(keras.Model(core.input, joined))
+        plan = trained.table
+        # build_model's order: the numeric columns first, then each categorical column.
+        widths = [(j, 1) for j in plan.numeric] + [
+            (j, c.embedding_dim if c.encoding == "embedding" else len(c.vocabulary) + 1)
+            for j, c in enumerate(plan.columns) if c.type == "categorical"]
+        self.merge = np.zeros((sum(w for _, w in widths), len(plan.columns)))
+        unit = 0
+        for j, w in widths:
+            self.merge[unit:unit + w, j] = 1.0
+            unit += w
+
+    @classmethod
+    def of(cls, trained: Trained) -> "_TableEncoding | None":
+        """None unless the run has categorical columns (numbers have gradients of their own)."""
+        plan = trained.table
+        if plan is None or all(c.type != "categorical" for c in plan.columns):
+            return None
+        core = trained.model
+        names = [layer.name for layer in core.layers]
+        if cls.JOINED in names:
+            joined = core.get_layer(cls.JOINED).output
+        else:  # one categorical column and no numbers: its encoding layer is the only one
+            joined = next(layer.output for layer in core.layers
+                          if layer.name.startswith(("one_hot_", "embed_")))
+        return cls(trained, joined)
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        return np.concatenate([self._encode(x[i:i + BATCH_ROWS])
+                               for i in range(0, len(x), BATCH_ROWS)]).astype(np.float32)
+
+    def mean(self, ds: Any) -> np.ndarray:
+        """The training rows' mean encoding: a category's one-hot unit holds its share of the
+        training rows, an embedding the mean vector, a number its mean."""
+        x = np.asarray(ds.x_train, np.float32)
+        return self.encode(x).mean(axis=0) if len(x) else np.zeros(self.merge.shape[0])
 
 
 def explain(model: str | Path, data: str | None = None, *,
@@ -372,10 +433,22 @@ def _explain_gradients(trained: Trained, data: str | None, kind: str | None,
     rows = _recorded_rows(trained)
     kind = _baseline_kind(trained, rows, kind)
     class_index = _class_index(trained, class_name)
-    names, chunks, what = _input_rows(trained, data)
-    base = rows.baseline(kind) if rows is not None else np.zeros(trained.n_inputs, np.float32)
+    table = _TableEncoding.of(trained)
+    if table is not None and kind != "mean":
+        raise UsageError(f"--baseline {kind}: a run with categorical columns is explained "
+                         "from the training rows' mean only (each category weighted by its "
+                         "share of the training rows); a minimum or a zero has no meaning "
+                         "for a category")
+    # A table's baseline is its training rows' mean encoding: the run's data is read again.
+    ds = _test_rows(trained, need_test=data is None) if data is None or table else None
+    names, chunks, what = _input_rows(trained, data, ds)
+    if table is not None:
+        base = table.mean(ds)
+    else:
+        base = rows.baseline(kind) if rows is not None else \
+            np.zeros(trained.n_inputs, np.float32)
     scale = _output_scale(trained, rows)
-    ig = _Gradients(trained, base, class_index, scale)
+    ig = _Gradients(trained, base, class_index, scale, table)
     summary = Summary("gradients", trained.name, what, baseline=kind,
                       explained=_what_is_explained(trained, class_name), plane_names=names)
     text = _AttributionText(trained, names, fmt)
@@ -460,21 +533,23 @@ def _output_scale(trained: Trained, rows: TrainingRows | None) -> float | None:
     return None
 
 
-def _input_rows(trained: Trained, data: str | None
+def _input_rows(trained: Trained, data: str | None, ds: Any = None
                 ) -> tuple[list[str], Iterator[np.ndarray], str]:
-    """Column names, chunks of input rows, and what they are: the run's test rows, or the rows
-    of a CSV file (only the model's feature columns are read; the target may be absent)."""
+    """Column names, chunks of input rows, and what they are: the run's test rows (``ds``,
+    the run's data), or the rows of a CSV file (only the model's feature columns are read; the
+    target may be absent)."""
     if data is None:
-        ds = _test_rows(trained)
         names = trained.feature_names or list(ds.feature_names)
         return names, (x for x, _ in split_batches(ds, "test")), "test"
     reader = InputRows(data, trained)
-    return reader.columns.feature_names, iter(reader), reader.name
+    names = trained.table.names if trained.table is not None else \
+        reader.columns.feature_names
+    return names, iter(reader), reader.name
 
 
-def _test_rows(trained: Trained) -> Any:
+def _test_rows(trained: Trained, need_test: bool = True) -> Any:
     ds = run_rows(trained)
-    if not len(ds.x_test):
+    if need_test and not len(ds.x_test):
         raise UsageError.in_file(trained.run_dir, "the run has no test rows (data.split.test "
                       "is 0); pass --data FILE to explain other rows")
     return ds
@@ -563,7 +638,8 @@ def _labeled_rows(trained: Trained, data: str | None
     x, y, what = read_labeled(trained, data)
     if not len(x):
         raise DataError.in_file(what, "no rows to explain")
-    names = trained.feature_names or _file_features(data, trained)
+    names = trained.table.names if trained.table is not None else \
+        trained.feature_names or _file_features(data, trained)
     return x[:PERMUTATION_ROWS], y[:PERMUTATION_ROWS], what, names
 
 
