@@ -75,6 +75,8 @@ def import_tensorflow() -> Any:
         quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") != "0"
         with _captured_stderr() if quiet else contextlib.nullcontext():
             import tensorflow
+
+            tensorflow.config.list_physical_devices()  # its GPU probe logs, as in import_keras
     import tensorflow as tf
 
     return tf

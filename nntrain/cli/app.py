@@ -326,7 +326,9 @@ def init(
 def generate_data(
     generator: Annotated[Optional[str], typer.Argument(
         help="Which dataset: random (the tutorial's noise), linear, xor, moons, circles, "
-             "spirals, blobs, regression, sine, friedman.", show_default=False)] = None,
+             "spirals, blobs, regression, sine, friedman; or shapes, a folder of pictures "
+             "(-o FOLDER). --list describes them.", metavar="GENERATOR",
+        show_default=False)] = None,
     samples: Annotated[int, typer.Option("--samples", "-n", min=1, help="Rows.")] = 1000,
     features: Annotated[Optional[int], typer.Option(
         "--features", "-f", min=1, help="Input columns (the generator's default when "
@@ -336,8 +338,9 @@ def generate_data(
     noise: Annotated[float, typer.Option("--noise", min=0.0, help="Noise level.")] = 0.1,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the "
                                       "same bytes.")] = 42,
-    output: Annotated[str, typer.Option("--output", "-o", help="File to write (.csv or "
-                                        ".npz), or - for stdout.")] = "-",
+    output: Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="File to "
+                                        "write (.csv or .npz), or - for stdout; shapes: a "
+                                        "folder.")] = "-",
     format_: Annotated[Optional[DataFormat], typer.Option(
         "--format", metavar="csv|npz", case_sensitive=False,
         help="csv (header x0,x1,...,y) or npz (arrays x, y and feature_names). Default: from "
@@ -476,7 +479,7 @@ def predict(
     """Write one prediction per input row to stdout.
 
     Classifiers: the predicted label (in the run's own label names) and one probability column
-    per class, p_<label>. Regressors: the predicted value(s). Streams: rows are read, predicted
+    per class, p_LABEL (p_cat, p_dog, ...). Regressors: the predicted value(s). Streams: rows are read, predicted
     and written chunk by chunk, so input of any length works in a pipe.
     """
     from nntrain.use.predict import predict as predict_rows

@@ -213,10 +213,9 @@ class ImageRows:
                  encoding: tuple[str, int | None] | None = None) -> Any:
         """Batches of (pixels, encoded class) read from disk. Shuffled (with ``seed``) over the
         whole list of paths, which is small: the pixels are read only as batches are made."""
-        from nntrain.tf import import_keras
+        from nntrain.tf import import_tensorflow
 
-        import_keras()
-        import tensorflow as tf
+        tf = import_tensorflow()  # quietly: on JAX too, tf.data reads the pictures
 
         bound_heap()
         task, n_classes = encoding or ("multiclass", None)
@@ -263,7 +262,9 @@ def decoder(size: tuple[int, int], channels: int, resize: bool) -> Any:
     made grayscale with tf.image.rgb_to_grayscale, so a picture gives the same pixels in every
     format. Resizing is bilinear and does not keep the aspect ratio (Keras's default).
     """
-    import tensorflow as tf
+    from nntrain.tf import import_tensorflow
+
+    tf = import_tensorflow()
 
     def decode(path: Any) -> Any:
         picture = tf.io.decode_image(tf.io.read_file(path), channels=3,

@@ -103,9 +103,13 @@ def _configured_epochs(path: Path) -> int | None:
     try:
         config = yaml.safe_load((path / CONFIG).read_text(encoding="utf-8"))
         epochs = config["training"]["epochs"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        # A k-fold run trains every fold, and its manifest counts the epochs of all of them.
+        folds = (config["data"].get("split") or {}).get("folds") or 1
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
         return None
-    return epochs if isinstance(epochs, int) else None
+    if not isinstance(epochs, int) or not isinstance(folds, int):
+        return None
+    return epochs * folds
 
 
 def sort_runs(runs: list[RunSummary], key: str, *, reverse: bool = False) -> list[RunSummary]:

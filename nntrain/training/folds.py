@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from nntrain import backend
 from nntrain.training.class_weights import resolve_class_weight
 from nntrain.training.per_class import PER_CLASS
 from nntrain.training.prepare import Prepared, monitors, target_scale_of
@@ -175,7 +176,9 @@ def _fold_prepared(prepared: Prepared, ds: Dataset, k: int) -> Prepared:
     output = config.output.model_copy(update={"name": f"fold-{k}", "plots": False})
     loaded = dataclasses.replace(prepared.loaded,
                                  config=config.model_copy(update={"output": output}))
-    keras.utils.set_random_seed(config.training.seed)  # every fold starts from the same weights
+    # Every fold starts from the same weights; on JAX without importing TensorFlow (its
+    # start-up lines would land on stderr, and it costs seconds).
+    backend.set_random_seed(keras, config.training.seed)
     scale = target_scale_of(config, ds, prepared.targets.task)
     model = build_model(config.model, tuple(ds.x_train.shape[1:]),
                         normalization=ds.preprocessing.normalization)

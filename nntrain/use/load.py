@@ -35,7 +35,7 @@ from nntrain.filecheck import not_regular
 from nntrain.runs.guard import complete_staged
 from nntrain.runs.rundir import CONFIG, MANIFEST, MODEL, read_json
 from nntrain.targets import Targets, fit_targets
-from nntrain.tf import import_keras
+from nntrain.tf import import_keras, import_tensorflow
 
 # Rows per call of the forward pass: the per-call overhead vanishes, and the activations of a
 # batch stay small whatever the model.
@@ -183,6 +183,11 @@ def load_keras_file(path: Path, config: dict[str, Any] | None = None) -> Any:
         raise UsageError.in_file(path, f"refused to load an unsafe model: it contains a Lambda "
                       f"layer ('{lam}'), Python code that would run on loading; nntrain loads "
                       "models in Keras's safe mode only")
+    if keras.backend.backend() != "tensorflow" and any(
+            _find_class(config, lookup) for lookup in ("StringLookup", "IntegerLookup")):
+        # Keras builds these layers on TensorFlow whatever the backend: import it quietly
+        # first, or its start-up lines land on stderr (a table run's raw-row model).
+        import_tensorflow()
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except (ValueError, TypeError) as exc:

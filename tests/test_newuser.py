@@ -1,0 +1,98 @@
+"""What a new user met when pasting the README's commands: help texts, the runs listing of a
+k-fold run, and stderr on the JAX backend. Each test asserts what the user sees."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from helpers import finish, start
+
+JAX = {"KERAS_BACKEND": "jax"}
+
+
+@pytest.mark.parametrize("command, shown", [
+    # Rich's markdown took "p_<label>" for a tag and printed "p_."
+    ("predict", "p_LABEL (p_cat, p_dog, ...)"),
+    # The argument's list of datasets left out shapes, which the command's own summary names.
+    ("generate-data", "or shapes, a folder of pictures"),
+])
+def test_help_says_what_the_command_writes(cli, monkeypatch, command, shown):
+    monkeypatch.setenv("COLUMNS", "250")
+    res = cli(command, "--help")
+    assert res.code == 0
+    assert shown in res.out
+
+
+KFOLD = """
+data: {source: generate, generator: blobs, samples: 120, split: {validation: 0, folds: 2}}
+model:
+  layers:
+    - {type: dense, units: 3, activation: softmax}
+training: {loss: sparse_categorical_crossentropy, metrics: [accuracy], epochs: 2}
+output: {name: kfold, plots: false}
+"""
+
+
+def test_a_kfold_run_on_jax_is_quiet_and_listed_with_all_its_epochs(cli, write, tmp_path):
+    # keras.utils.set_random_seed imported TensorFlow for every fold, and its start-up lines
+    # (CUDA probes) landed on stderr under -q.
+    write("kfold.yaml", KFOLD)
+    code, out, err = finish(start(tmp_path, "train", "kfold.yaml", "-q", extra_env=JAX))
+    assert code == 0 and err == ""
+    assert out.strip() == "runs/kfold"
+    # Two folds of 2 epochs: 4 epochs trained, of 4 planned (it said "4/2").
+    listed = json.loads(cli("runs", "--json").out)
+    assert [(r["name"], r["epochs"], r["max_epochs"]) for r in listed] == [("kfold", 4, 4)]
+    table = cli("runs").out.splitlines()[1].split()
+    assert table[:5] == ["kfold", *table[1:3], "finished", "4"]
+
+
+TABLE = """
+data:
+  source: csv
+  path: shop.csv
+  target: bought
+  columns: {store: categorical}
+model:
+  layers:
+    - {type: dense, units: 1, activation: sigmoid}
+training: {loss: binary_crossentropy, epochs: 1}
+output: {name: shop, plots: false}
+"""
+
+
+def test_predict_on_jax_keeps_stderr_clean_for_tables_and_pictures(cli, write, tmp_path):
+    # Keras builds StringLookup on TensorFlow, and tf.data reads pictures, whatever the backend:
+    # TensorFlow was imported unquietly there, and its CUDA probes reached stderr.
+    from nntrain.data.shapes import write_shapes
+
+    write("shop.csv", "price,color,store,bought\n" + "".join(
+        f"{i % 50}.5,{('red', 'blue')[i % 2]},{101 + i % 3},{('yes', 'no')[i % 2]}\n"
+        for i in range(60)))
+    write("shop.yaml", TABLE)
+    write("new.csv", "price,color,store\n12.5,red,101\n80,purple,999\n")
+    assert cli("train", "shop.yaml", "-q").code == 0
+    code, out, err = finish(start(tmp_path, "predict", "runs/shop", "--data", "new.csv",
+                                  extra_env=JAX))
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == "bought,p_no,p_yes" and len(out.splitlines()) == 3
+
+    write_shapes(tmp_path / "shapes", 30, 8, 0.05, 0)
+    write("cnn.yaml", textwrap.dedent("""
+        data: {source: images, path: shapes, color_mode: grayscale, split: {test: 0.2}}
+        model:
+          layers:
+            - {type: flatten}
+            - {type: dense, units: 3, activation: softmax}
+        training: {loss: sparse_categorical_crossentropy, epochs: 1}
+        output: {name: shapes, plots: false}
+    """))
+    assert cli("train", "cnn.yaml", "-q").code == 0
+    code, out, err = finish(start(tmp_path, "predict", "runs/shapes", "--data",
+                                  "shapes/square", extra_env=JAX))
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == "path,label,p_circle,p_square,p_triangle"
+    assert len(out.splitlines()) == 11  # 10 squares
