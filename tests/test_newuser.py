@@ -96,3 +96,22 @@ def test_predict_on_jax_keeps_stderr_clean_for_tables_and_pictures(cli, write, t
     assert (code, err) == (0, "")
     assert out.splitlines()[0] == "path,label,p_circle,p_square,p_triangle"
     assert len(out.splitlines()) == 11  # 10 squares
+
+
+@pytest.mark.parametrize("data, where, message", [
+    # Said "pictures: no such folder", without the config's line or the full path, unlike a
+    # missing CSV file.
+    ("{source: images, path: pictures}", "c.yaml:1:30: data.path",
+     "no such folder: {tmp}/pictures"),
+    # Said "expected at least 2 item(s), got none" for a list of one.
+    ("{source: images, path: pictures, image_size: [32]}", "c.yaml:1:52: data.image_size",
+     "expected at least 2 item(s), got 1"),
+])
+def test_picture_config_mistakes_name_the_line(cli, write, tmp_path, data, where, message):
+    write("c.yaml", f"data: {data}\n"
+          "model: {layers: [{type: flatten}, {type: dense, units: 2, activation: softmax}]}\n"
+          "training: {loss: sparse_categorical_crossentropy}\n")
+    res = cli("train", "c.yaml")
+    assert res.code == 2 and res.out == ""
+    assert res.err == f"{where}: {message.format(tmp=tmp_path.resolve())}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]

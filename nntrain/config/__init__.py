@@ -272,7 +272,8 @@ def _translate(err: dict[str, Any], data: Any, source: Source,
         msg = f"expected true or false, got {got}"
     elif kind in ("list_type", "too_short"):
         msg = (f"expected a list, got {got}" if kind == "list_type"
-               else f"expected at least {ctx.get('min_length', 1)} item(s), got none")
+               else f"expected at least {ctx.get('min_length', 1)} item(s), got "
+               f"{ctx.get('actual_length') or 'none'}")
     elif kind in ("model_type", "dict_type", "model_attributes_type"):
         msg = f"expected a mapping (key: value), got {got}{hint}"
     elif kind == "greater_than":

@@ -254,6 +254,7 @@ def _pictures(cfg: ImageData, seed: int, base_dir: Path, classification: bool) -
     read from disk in batches."""
     from nntrain.data.images import read_pictures
 
+    require_files(cfg, base_dir)
     pictures = read_pictures(cfg, local_path(cfg.path, base_dir), classification=classification)
     stratify = cfg.split.stratify if cfg.split.stratify is not None else classification
     parts = split_rows(len(pictures.labels), cfg.split, seed,

@@ -65,6 +65,10 @@ def local_path(path: str, base_dir: Path) -> str:
 def require_files(cfg: DataConfig, base_dir: Path) -> None:
     """A missing data file is reported at the config key that names it, with the full path
     it was looked for at (a relative path is taken from the config file's directory)."""
+    if isinstance(cfg, ImageData):
+        full = local_path(cfg.path, base_dir)
+        if not Path(full).exists():
+            raise ConfigError.at(("data", "path"), f"no such folder: {Path(full).resolve()}")
     for part, where in data_files(cfg).items():
         if isinstance(cfg, NpyData):
             pair = cfg if part == "main" else getattr(cfg, part)
