@@ -115,3 +115,10 @@ def test_picture_config_mistakes_name_the_line(cli, write, tmp_path, data, where
     assert res.code == 2 and res.out == ""
     assert res.err == f"{where}: {message.format(tmp=tmp_path.resolve())}\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+def test_a_missing_sweep_is_named_as_a_sweep(cli, tmp_path):
+    # Said "no such config file", though the argument is a sweep file or a sweep directory.
+    res = cli("sweep", "sweeps/moons")
+    assert res.code == 2 and res.out == ""
+    assert res.err == "sweeps/moons: no such sweep file or sweep directory\n"

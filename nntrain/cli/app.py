@@ -681,6 +681,8 @@ def sweep(
 
     if path.is_dir():
         return _sweep_show(path, storage, json_out)
+    if not path.exists():
+        raise UsageError.in_file(path, "no such sweep file or sweep directory")
     from nntrain.sweep import report
     from nntrain.sweep.run import open_study, start_workers, wait_workers, work
     from nntrain.sweep.spec import load_sweep
