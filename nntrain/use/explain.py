@@ -373,6 +373,10 @@ class _TableEncoding:
         for j, w in widths:
             self.merge[unit:unit + w, j] = 1.0
             unit += w
+        if unit != int(self.head.input_shape[-1]):
+            raise DataError.in_file(trained.path, f"the model encodes its columns into "
+                                    f"{self.head.input_shape[-1]} units, but the run's "
+                                    f"columns.json describes {unit}; was the model replaced?")
 
     @classmethod
     def of(cls, trained: Trained) -> "_TableEncoding | None":
