@@ -48,8 +48,12 @@ space:
 """
 
 
-def _sweep(write, text: str = SWEEP, base: str = BASE) -> Path:
+def _sweep(write, text: str = SWEEP, base: str = BASE, trials: int | None = None) -> Path:
+    """base.yaml and s.yaml; ``trials`` replaces SWEEP's 6 (each trial trains a model: the
+    tests ask for as few as their assertions need)."""
     write("base.yaml", base)
+    if trials is not None:
+        text = text.replace("trials: 6", f"trials: {trials}")
     return write("s.yaml", text)
 
 
@@ -67,16 +71,17 @@ def _study_trials(directory: Path, name: str = "s") -> list:
 
 def test_sweep_with_pruning_writes_leaderboard_and_a_best_yaml_that_reproduces(cli, write,
                                                                                tmp_path):
-    # The median pruner, comparing from the second trial and from the first epoch, with 3
-    # epochs: seeded TPE and deterministic training prune the same trials every time.
-    path = _sweep(write, SWEEP + "pruner: {type: median, startup_trials: 1, warmup_epochs: 0}"
-                  + "\nset: {training.epochs: 3}\n")
+    # The median pruner, comparing from the third trial and from the first epoch, with 3
+    # epochs: seeded TPE and deterministic training prune the same trials every time. 4 trials:
+    # two finish (importances.png needs two), and seed 3 prunes the other two at epoch 1.
+    path = _sweep(write, SWEEP + "pruner: {type: median, startup_trials: 2, warmup_epochs: 0}"
+                  + "\nset: {training.epochs: 3}\n", trials=4)
     res = cli("sweep", path, "--json")
     assert res.code == 0, res.err
     board = json.loads(res.out)
     rows = board["leaderboard"]
     states = [r["state"] for r in rows]
-    assert len(rows) == 6 and set(states) <= {"finished", "pruned"}, rows
+    assert len(rows) == 4 and set(states) <= {"finished", "pruned"}, rows
     assert "pruned" in states, "the median pruner stopped no trial"
     # Best first: finished trials by validation accuracy, then the pruned ones.
     finished = [r["validation.accuracy"] for r in rows if r["state"] == "finished"]
@@ -98,7 +103,7 @@ def test_sweep_with_pruning_writes_leaderboard_and_a_best_yaml_that_reproduces(c
         assert (directory / png).read_bytes()[:4] == b"\x89PNG"
     assert "best trial on the test rows" in res.err and "leaderboard" in res.err
     # The progress lines: one per trial.
-    assert sum(line.startswith("trial ") for line in res.err.splitlines()) == 6
+    assert sum(line.startswith("trial ") for line in res.err.splitlines()) == 4
 
     # best.yaml trains as is and gets the best trial's validation accuracy exactly.
     best = rows[0]
@@ -119,7 +124,8 @@ def test_sweep_with_pruning_writes_leaderboard_and_a_best_yaml_that_reproduces(c
 
 
 def test_a_sweep_killed_mid_trial_continues_with_the_same_parameters(cli, write, tmp_path):
-    path = _sweep(write)
+    # 3 trials: trial 0 finishes, trial 1 is killed and retried, and one more comes after it.
+    path = _sweep(write, trials=3)
     # SIGKILL in the middle of the 4th checkpoint write of the process: trial 1's second epoch
     # (trial 0 wrote two), after its first epoch's checkpoint.
     code, _, err = nntrain(tmp_path, "sweep", path, fault="kill:checkpoint.npz:4")
@@ -133,15 +139,15 @@ def test_a_sweep_killed_mid_trial_continues_with_the_same_parameters(cli, write,
     assert rerun.code == 0, rerun.err
     assert "trial 2 (again, was 1)" in rerun.err
     rows = json.loads(rerun.out)["leaderboard"]
-    assert len(rows) == 6 and {r["state"] for r in rows} == {"finished"}
+    assert len(rows) == 3 and {r["state"] for r in rows} == {"finished"}
     runs = [r["run"] for r in rows]
-    assert len(set(runs)) == 6  # no trial twice
+    assert len(set(runs)) == 3  # no trial twice
     retried = next(r for r in rows if r["run"].endswith("trial-0001"))
     assert retried["params"] == lost  # the same parameters, in the same run directory
     manifest = json.loads((Path(retried["run"]) / "manifest.json").read_text())
     assert manifest["status"] == "finished" and len(manifest["resumes"]) == 1
     trials = _study_trials(tmp_path / "s")
-    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 6
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 3
     assert not list((tmp_path / "s").glob(".*.partial"))
 
 
@@ -159,10 +165,10 @@ def _sweep_here(capfd, monkeypatch, tmp_path, *args) -> tuple[int, str, str]:
 
 
 def test_two_workers_share_one_sqlite_study(write, tmp_path, capfd, monkeypatch):
-    path = _sweep(write)
+    path = _sweep(write, trials=4)
     code, out, err = _sweep_here(capfd, monkeypatch, tmp_path, path, "--jobs", "2", "--json")
     assert code == 0, err
-    _check_shared(json.loads(out)["leaderboard"], _study_trials(tmp_path / "s"), 6)
+    _check_shared(json.loads(out)["leaderboard"], _study_trials(tmp_path / "s"), 4)
     assert "[worker 0] trial" in err and "[worker 1] trial" in err
 
 
@@ -215,7 +221,7 @@ def postgres():
 
 
 def test_two_workers_share_one_postgresql_study(write, tmp_path, postgres, capfd, monkeypatch):
-    path = _sweep(write, SWEEP.replace("trials: 6", "trials: 4"))
+    path = _sweep(write, trials=4)
     code, out, err = _sweep_here(capfd, monkeypatch, tmp_path, path, "--jobs", "2", "--json",
                                  "--storage", postgres)
     assert code == 0, err
