@@ -14,7 +14,6 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import ROOT
 
 COLORS = ["red", "green", "blue", "yellow", "violet", "black"]
 YES = {"red", "blue", "black"}  # the label is "yes" exactly for these colors
@@ -89,26 +88,56 @@ def test_a_label_that_depends_on_a_category_is_learned(runs):
 
 # Runs in a fresh interpreter where importing nntrain fails: plain Keras only, on TensorFlow
 # (the raw-row model takes text, and JAX has no string tensors; README, "Categorical columns").
+# One list of predictions per model file on the command line.
 PLAIN_KERAS_ENV = {"PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "3",
                    "KERAS_BACKEND": "tensorflow"}
 PLAIN_KERAS = """
 import json, sys
 sys.modules["nntrain"] = None
 import numpy as np, keras
-model = keras.models.load_model(sys.argv[1])
 rows = {"x1": np.array([0.1, -0.5, 0.3]), "x2": np.array([5.0, 4.0, 6.0]),
         "color": np.array(["red", "green", "purple"], dtype=object),
         "zone": np.array([10, 20, 99])}
-print(json.dumps(model.predict(rows, verbose=0)[:, 0].tolist()))
+print(json.dumps([keras.models.load_model(path).predict(rows, verbose=0)[:, 0].tolist()
+                  for path in sys.argv[1:]]))
 """
 
 
-def test_the_saved_model_takes_raw_rows_in_plain_keras(runs, tmp_path, cli):
-    done = subprocess.run([sys.executable, "-c", PLAIN_KERAS, str(runs["table"] / "model.keras")],
-                          cwd=tmp_path, env={**os.environ, **PLAIN_KERAS_ENV},
+@pytest.fixture(scope="module")
+def resumed(runs, tmp_path_factory):
+    """A copy of the table run, trained 2 epochs longer with `train --resume`; and its
+    history.csv before."""
+    import shutil
+
+    import keras
+
+    from nntrain.cli.app import main
+
+    run = tmp_path_factory.mktemp("resumed") / "longer"
+    shutil.copytree(runs["table"], run)
+    before = (run / "history.csv").read_text()
+    # As in the fresh process a user resumes in: Keras names layers by a per-process count.
+    keras.backend.clear_session()
+    assert main(["train", "--resume", str(run), "-q", "--set", "training.epochs=8"]) == 0
+    return run, before
+
+
+@pytest.fixture(scope="module")
+def plain_keras(runs, resumed, tmp_path_factory):
+    """The table run's and the resumed run's predictions on three raw rows, from plain Keras:
+    one TensorFlow process for both."""
+    models = {"table": runs["table"], "resumed": resumed[0]}
+    done = subprocess.run([sys.executable, "-c", PLAIN_KERAS,
+                           *(str(run / "model.keras") for run in models.values())],
+                          cwd=tmp_path_factory.mktemp("plain"),
+                          env={**os.environ, **PLAIN_KERAS_ENV},
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    keras_p = json.loads(done.stdout)
+    return dict(zip(models, json.loads(done.stdout)))
+
+
+def test_the_saved_model_takes_raw_rows_in_plain_keras(plain_keras, runs, tmp_path, cli):
+    keras_p = plain_keras["table"]
     assert keras_p[0] > 0.9 and keras_p[1] < 0.1  # red is yes, green is no
     assert 0.0 <= keras_p[2] <= 1.0  # purple and zone 99 were never seen: the unknown bucket
     # nntrain predict on the same rows as a CSV file gives the same numbers.
@@ -219,24 +248,11 @@ def test_an_empty_category_is_an_error_unless_missing_values_are_accepted(cli, w
     assert sum(manifest["data"]["rows"].values()) == 79
 
 
-def test_a_table_run_resumes_and_still_takes_raw_rows(runs, tmp_path):
-    import shutil
-
-    run = tmp_path / "longer"
-    shutil.copytree(runs["table"], run)
-    before = (run / "history.csv").read_text()
-    # In a process of its own, as a user resumes: Keras names layers by a per-process count.
-    done = subprocess.run([sys.executable, "-m", "nntrain", "train", "--resume", str(run), "-q",
-                           "--set", "training.epochs=8"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
-    assert done.returncode == 0, done.stderr
+def test_a_table_run_resumes_and_still_takes_raw_rows(resumed, plain_keras):
+    run, before = resumed
     history = (run / "history.csv").read_text()
     assert history.startswith(before) and len(history.splitlines()) == 9
-    done = subprocess.run([sys.executable, "-c", PLAIN_KERAS, str(run / "model.keras")],
-                          cwd=tmp_path, env={**os.environ, **PLAIN_KERAS_ENV},
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    p = json.loads(done.stdout)
+    p = plain_keras["resumed"]
     assert p[0] > 0.9 and p[1] < 0.1  # red is yes, green is no
 
 
