@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -65,11 +66,11 @@ def test_generate_npz_is_byte_identical_for_a_seed_and_holds_named_arrays(cli, t
         np.testing.assert_array_equal(table.y, z["y"])
 
 
-def test_generate_npz_to_stdout_matches_the_file(tmp_path):
+def test_generate_npz_to_stdout_matches_the_file(cli, tmp_path):
+    # Only the pipe needs a process of its own.
     piped = subprocess.run([*NNTRAIN, "generate-data", "moons", "-n", "30", "--format", "npz"],
                            capture_output=True, check=True).stdout
-    subprocess.run([*NNTRAIN, "generate-data", "moons", "-n", "30", "-o", tmp_path / "m.npz"],
-                   check=True, capture_output=True)
+    assert cli("generate-data", "moons", "-n", "30", "-o", tmp_path / "m.npz").code == 0
     assert piped == (tmp_path / "m.npz").read_bytes()
     assert zipfile.ZipFile(io.BytesIO(piped)).getinfo("x.npy").date_time == (1980, 1, 1, 0, 0, 0)
 
@@ -318,44 +319,67 @@ def offset_data(n: int = 400) -> tuple[np.ndarray, np.ndarray]:
     return x, (z[:, 0] + z[:, 1] > 0).astype(np.int64)
 
 
+# Plain Keras in a process where nntrain is not on the path: each model file named after the
+# CSV file, evaluated on its last 80 rows.
 REFERENCE = """
 import json, sys
 import numpy as np, keras
-model = keras.models.load_model(sys.argv[1])
-rows = np.loadtxt(sys.argv[2], delimiter=",", skiprows=1, dtype=np.float32)
+rows = np.loadtxt(sys.argv[1], delimiter=",", skiprows=1, dtype=np.float32)
 x, y = rows[:, :-1], rows[:, -1]
-model.compile(loss="binary_crossentropy", metrics=["accuracy"])
-loss, acc = model.evaluate(x[-80:], y[-80:], verbose=0)
-first = model.layers[0]
-print(json.dumps({"loss": loss, "accuracy": acc, "layer": type(first).__name__,
-                  "out": np.asarray(first(x[:-80])).tolist(),
-                  "nntrain": any(m.startswith("nntrain") for m in sys.modules)}))
+out = []
+for path in sys.argv[2:]:
+    model = keras.models.load_model(path)
+    model.compile(loss="binary_crossentropy", metrics=["accuracy"])
+    loss, acc = model.evaluate(x[-80:], y[-80:], verbose=0)
+    first = model.layers[0]
+    out.append({"loss": loss, "accuracy": acc, "layer": type(first).__name__,
+                "out": np.asarray(first(x[:-80])).tolist()})
+print(json.dumps({"models": out, "nntrain": any(m.startswith("nntrain") for m in sys.modules)}))
 """
 
+NORMALIZE = ("standard", "minmax")
 
-@pytest.mark.parametrize("kind", ["standard", "minmax"])
-def test_normalization_is_inside_the_saved_model(cli, write, tmp_path, kind):
+
+@pytest.fixture(scope="module")
+def normalized(tmp_path_factory):
+    """kind -> (metrics.json of a run on offset_data normalized that way, plain Keras's view of
+    its model.keras): both runs trained in this process, both models read by one other."""
+    from nntrain.cli.app import main
+
+    root = tmp_path_factory.mktemp("normalized")
     x, y = offset_data()
-    (tmp_path / "d.csv").write_text(csv_text(x, y))
-    cfg = config(write, f"""
-        data:
-          source: csv
-          path: d.csv
-          target: y
-          normalize: {kind}
-          split: {{test: 0.2, shuffle: false}}
-    """, model=MODEL.replace("epochs: 2", "epochs: 15"))
-    res = cli("train", cfg, "-q")
-    assert res.code == 0, res.err
-    metrics = json.loads((tmp_path / "runs/run/metrics.json").read_text())
-    assert metrics["test"]["accuracy"] > 0.9  # learnable only once the inputs are scaled
-    out = subprocess.run([sys.executable, "-c", REFERENCE, tmp_path / "runs/run/model.keras",
-                          tmp_path / "d.csv"], capture_output=True, text=True, cwd=tmp_path,
-                         env={"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
-                              "PATH": "/usr/bin:/bin"})
+    (root / "d.csv").write_text(csv_text(x, y))
+    runs = {}
+    for kind in NORMALIZE:
+        cfg = root / f"{kind}.yaml"
+        cfg.write_text(textwrap.dedent(f"""
+            data:
+              source: csv
+              path: d.csv
+              target: y
+              normalize: {kind}
+              split: {{test: 0.2, shuffle: false}}
+        """).strip("\n") + "\n" + textwrap.dedent(MODEL.replace("epochs: 2", "epochs: 15")))
+        assert main(["train", str(cfg), "-q", "--set", f"output.dir={root / 'runs'}",
+                     "--set", f"output.name={kind}"]) == 0, f"training {kind} failed"
+        runs[kind] = root / "runs" / kind
+    out = subprocess.run([sys.executable, "-c", REFERENCE, root / "d.csv",
+                          *(runs[kind] / "model.keras" for kind in NORMALIZE)],
+                         capture_output=True, text=True, cwd=root,
+                         env={"KERAS_BACKEND": os.environ["KERAS_BACKEND"],
+                              "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     ref = json.loads(out.stdout)
-    assert not ref["nntrain"] and ref["layer"] == "Normalization"
+    assert not ref["nntrain"]
+    return {kind: (json.loads((runs[kind] / "metrics.json").read_text()), model)
+            for kind, model in zip(NORMALIZE, ref["models"])}
+
+
+@pytest.mark.parametrize("kind", NORMALIZE)
+def test_normalization_is_inside_the_saved_model(normalized, kind):
+    metrics, ref = normalized[kind]
+    assert metrics["test"]["accuracy"] > 0.9  # learnable only once the inputs are scaled
+    assert ref["layer"] == "Normalization"
     assert ref["loss"] == pytest.approx(metrics["test"]["loss"], rel=1e-5)
     assert ref["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
     scaled = np.asarray(ref["out"])  # the training rows after the first layer
