@@ -73,7 +73,7 @@ def test_sweep_with_pruning_writes_leaderboard_and_a_best_yaml_that_reproduces(c
                                                                                tmp_path):
     # The median pruner, comparing from the third trial and from the first epoch, with 3
     # epochs: seeded TPE and deterministic training prune the same trials every time. 4 trials:
-    # two finish (importances.png needs two), and seed 3 prunes the other two at epoch 1.
+    # with seed 3 three finish (importances.png needs two) and the fourth is pruned at epoch 1.
     path = _sweep(write, SWEEP + "pruner: {type: median, startup_trials: 2, warmup_epochs: 0}"
                   + "\nset: {training.epochs: 3}\n", trials=4)
     res = cli("sweep", path, "--json")
