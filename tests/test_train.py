@@ -55,11 +55,16 @@ def test_tutorial_matches_the_hand_written_keras_program(cli, references, shuffl
     assert manifest["data"]["rows"] == {"train": 80, "validation": 0, "test": 20}
 
 
+# Pictures off where a test looks at none (test_plots and test_run_directory_contents do):
+# drawing them is a good part of a tiny run's time.
+NO_PLOTS = ("--set", "output.plots=false")
+
+
 def test_same_config_and_seed_give_identical_metrics(cli, tiny):
-    first, _ = train(cli, tiny, "--set", "output.name=a")
-    second, _ = train(cli, tiny, "--set", "output.name=b")
+    first, _ = train(cli, tiny, "--set", "output.name=a", *NO_PLOTS)
+    second, _ = train(cli, tiny, "--set", "output.name=b", *NO_PLOTS)
     assert (first / "metrics.json").read_text() == (second / "metrics.json").read_text()
-    other, _ = train(cli, tiny, "--set", "output.name=c", "--set", "training.seed=7")
+    other, _ = train(cli, tiny, "--set", "output.name=c", "--set", "training.seed=7", *NO_PLOTS)
     assert (other / "metrics.json").read_text() != (first / "metrics.json").read_text()
 
 
@@ -93,7 +98,7 @@ def test_run_directory_contents(cli, tiny, tmp_path):
 
 
 def test_saved_model_loads_without_nntrain_and_predicts_the_same(cli, tiny, tmp_path):
-    run_dir, _ = train(cli, tiny)
+    run_dir, _ = train(cli, tiny, *NO_PLOTS)
     x = np.random.RandomState(0).rand(5, 2).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     import keras
@@ -112,21 +117,21 @@ def test_saved_model_loads_without_nntrain_and_predicts_the_same(cli, tiny, tmp_
 
 
 def test_existing_run_is_not_overwritten_without_force(cli, tiny, tmp_path):
-    run_dir, _ = train(cli, tiny)
+    run_dir, _ = train(cli, tiny, *NO_PLOTS)
     before = (tmp_path / run_dir / "metrics.json").read_bytes()
-    res = cli("train", tiny, "--set", "training.seed=3")
+    res = cli("train", tiny, "--set", "training.seed=3", *NO_PLOTS)
     assert res.code == 2
     assert "a run with this name exists already" in res.err and "--force" in res.err
     assert (tmp_path / run_dir / "metrics.json").read_bytes() == before
-    res = cli("train", tiny, "--set", "training.seed=3", "--force")
+    res = cli("train", tiny, "--set", "training.seed=3", "--force", *NO_PLOTS)
     assert res.code == 0
     assert (tmp_path / run_dir / "metrics.json").read_bytes() != before
 
 
 def test_default_run_names_are_unique(cli, write):
     cfg = write("exp.yaml", TINY.replace("output:\n  name: tiny\n", ""))
-    a, _ = train(cli, cfg)
-    b, _ = train(cli, cfg)
+    a, _ = train(cli, cfg, *NO_PLOTS)
+    b, _ = train(cli, cfg, *NO_PLOTS)
     assert a != b and a.name.startswith("exp-") and b.name.startswith("exp-")
 
 
