@@ -1,16 +1,19 @@
 """Distributed training: tf.distribute mirrored over logical CPU devices and two workers on
-127.0.0.1, keras.distribution's DataParallel on JAX over two CPU devices, and bad cluster specs. Each run is a subprocess: logical devices and a worker's
-server are fixed for the life of a process."""
+127.0.0.1, keras.distribution's DataParallel on JAX over two CPU devices, and bad cluster
+specs. The runs are in processes of their own: logical devices and a worker's server are fixed
+for the life of a process (the runs on split devices share one, see runs_in_one_process)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import TINY
+from helpers import env as helper_env
 from helpers import finish, free_ports, start
 
 # Every training row in one order (no shuffle) so that the runs compare number for number.
@@ -33,26 +36,53 @@ def work(tmp_path):
     return tmp_path
 
 
-def metrics(out: str) -> dict:
-    return json.loads(out)["metrics"]
+def recorded(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
 
 
-def test_mirrored_over_two_cpus_matches_one_device(work):
-    one = nntrain(work, "train", "run.yaml", "--json", "--set", "output.name=one", env=TF)
-    two = nntrain(work, "train", "run.yaml", "--json", "--strategy", "mirrored",
-                  "--set", "distribution.cpu_devices=2", "--set", "output.name=two", env=TF)
-    (c1, out1, err1), (c2, out2, err2) = finish(one), finish(two)
-    assert c1 == 0, err1
-    assert c2 == 0, err2
-    m1, m2 = metrics(out1), metrics(out2)
-    assert m1.keys() == m2.keys()
+# Several runs in one process, each as `nntrain ARGS` would run it, stopping at the first that
+# fails. Devices are fixed when the backend starts, so the run that splits the CPU goes first;
+# a plain run after it trains on one device (no strategy) as in a process of its own. One
+# process instead of one per run: each start costs seconds of imports.
+RUNS = """
+import json, sys
+from nntrain.cli.app import main
+for args in json.loads(sys.argv[1]):
+    code = main(args)
+    if code:
+        sys.exit(code)
+    import keras  # after the first run: nntrain chooses the backend before Keras starts
+    keras.backend.clear_session()  # as in a fresh process: Keras numbers layers per session
+"""
+
+
+def runs_in_one_process(cwd: Path, *runs: list[str], env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", RUNS, json.dumps(runs)], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=helper_env(**(env or {})))
+
+
+def assert_same_metrics(m1: dict, m2: dict) -> None:
+    assert m1.keys() == m2.keys() == {"train", "validation", "test"}
     for split in m1:
         for name, value in m1[split].items():
             assert m2[split][name] == pytest.approx(value, rel=1e-4, abs=1e-6), (split, name)
+
+
+def test_mirrored_over_two_cpus_matches_one_device(work):
+    code, _, err = finish(runs_in_one_process(
+        work, ["train", "run.yaml", "-q", "--strategy", "mirrored",
+               "--set", "distribution.cpu_devices=2", "--set", "output.name=two"],
+        ["train", "run.yaml", "-q", "--set", "output.name=one"], env=TF))
+    assert code == 0, err
+    assert_same_metrics(recorded(work / "runs" / "one"), recorded(work / "runs" / "two"))
     config = (work / "runs" / "two" / "config.yaml").read_text()
     assert "strategy: mirrored" in config
     manifest = json.loads((work / "runs" / "two" / "manifest.json").read_text())
     assert manifest["distribution"] == {"strategy": "mirrored", "replicas": 2}
+    assert manifest["backend"] == "tensorflow"
+    one = json.loads((work / "runs" / "one" / "manifest.json").read_text())
+    assert one["distribution"] == {"strategy": "none", "replicas": 1}
 
 
 # Keras's DataParallel on JAX: 141 training rows make an odd last batch (13 rows), which
@@ -61,36 +91,28 @@ ON_JAX = ["--backend", "jax", "--set", "data.samples=201"]
 MIRRORED_ON_JAX = [*ON_JAX, "--strategy", "mirrored", "--set", "distribution.cpu_devices=2"]
 
 
-def test_mirrored_on_jax_over_two_cpus_matches_one_device(work):
-    one = nntrain(work, "train", "run.yaml", "--json", *ON_JAX, "--set", "output.name=one")
-    two = nntrain(work, "train", "run.yaml", "--json", *MIRRORED_ON_JAX,
-                  "--set", "output.name=two")
-    (c1, out1, err1), (c2, out2, err2) = finish(one), finish(two)
-    assert c1 == 0, err1
-    assert c2 == 0, err2
-    m1, m2 = metrics(out1), metrics(out2)
-    assert m1.keys() == m2.keys() == {"train", "validation", "test"}
-    for split in m1:
-        for name, value in m1[split].items():
-            assert m2[split][name] == pytest.approx(value, rel=1e-4, abs=1e-6), (split, name)
-    manifest = json.loads((work / "runs" / "two" / "manifest.json").read_text())
-    assert manifest["distribution"] == {"strategy": "mirrored", "replicas": 2}
-    assert manifest["backend"] == "jax"
-
-
-def test_mirrored_on_jax_resumes_bit_for_bit(work):
-    """Killed while writing its second checkpoint, resumed on two devices again: the same
-    weights, history and metrics as the run that was never stopped (Dropout included)."""
+def test_mirrored_on_jax_matches_one_device_and_resumes_bit_for_bit(work):
+    """Over two CPU devices, the metrics of one device. Killed while writing its second
+    checkpoint and resumed on two devices again: the same weights, history and metrics as the
+    run that was never stopped (Dropout included)."""
     (work / "drop.yaml").write_text(CONFIG.replace(
         "    - {type: dense, units: 1", "    - {type: dropout, rate: 0.3}\n"
         "    - {type: dense, units: 1").replace("epochs: 2", "epochs: 3"))
-    straight = nntrain(work, "train", "drop.yaml", *MIRRORED_ON_JAX,
-                       "--set", "output.name=straight")
+    straight = runs_in_one_process(
+        work, ["train", "drop.yaml", "-q", *MIRRORED_ON_JAX, "--set", "output.name=straight"],
+        ["train", "run.yaml", "-q", *MIRRORED_ON_JAX, "--set", "output.name=two"],
+        ["train", "run.yaml", "-q", *ON_JAX, "--set", "output.name=one"])
     killed = start(work, "train", "drop.yaml", *MIRRORED_ON_JAX, "--set", "output.name=killed",
                    fault="kill:checkpoint.npz:2")
     (c1, _, err1), (c2, _, err2) = finish(straight), finish(killed)
     assert c1 == 0, err1
     assert c2 == -9, err2
+
+    assert_same_metrics(recorded(work / "runs" / "one"), recorded(work / "runs" / "two"))
+    manifest = json.loads((work / "runs" / "two" / "manifest.json").read_text())
+    assert manifest["distribution"] == {"strategy": "mirrored", "replicas": 2}
+    assert manifest["backend"] == "jax"
+
     code, out, err = finish(nntrain(work, "train", "--resume", "runs/killed"))
     assert code == 0, err
     assert out.strip() == "runs/killed"
@@ -104,30 +126,6 @@ def test_mirrored_on_jax_resumes_bit_for_bit(work):
     for name in ("history.csv", "metrics.json"):
         assert (a / name).read_text() == (b / name).read_text(), name
     assert json.loads((b / "manifest.json").read_text())["distribution"]["replicas"] == 2
-
-
-def test_two_workers_train_one_model_and_write_one_run(work):
-    import keras
-    import numpy as np
-
-    workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
-    procs = [nntrain(work, "train", "run.yaml", "--strategy", "multi_worker", "--workers",
-                     workers, "--worker-index", str(i), "--set", "distribution.timeout=60",
-                     env=TF)
-             for i in (0, 1)]
-    (c0, out0, err0), (c1, out1, err1) = [finish(p) for p in procs]
-    assert c0 == 0, err0
-    assert c1 == 0, err1
-    assert out1 == ""  # only the chief reports the run
-    assert [p.name for p in (work / "runs").iterdir()] == ["tiny"]
-    run = work / out0.strip()
-    assert run == work / "runs" / "tiny"
-    assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
-    model = keras.models.load_model(run / "model.keras")
-    x = np.random.RandomState(0).randn(16, 2).astype("float32")
-    y = (x[:, 0] > 0).astype("float32")
-    loss, accuracy = model.evaluate(x, y, verbose=0)
-    assert np.isfinite(loss) and 0 <= accuracy <= 1
 
 
 def test_unreachable_worker_fails_quickly_with_its_address(work):
@@ -195,7 +193,9 @@ def cluster(work: Path, chief: list[str], other: list[str]) -> list[subprocess.P
 
 
 def test_a_lost_worker_stops_the_run_and_every_worker_resumes_it_bit_for_bit(work):
+    """Also what two workers do when nothing goes wrong: train one model, write one run."""
     import keras
+    import numpy as np
 
     (work / "long.yaml").write_text(LONG)
     chief, other = cluster(work, ["long.yaml"], ["long.yaml"])
@@ -224,16 +224,23 @@ def test_a_lost_worker_stops_the_run_and_every_worker_resumes_it_bit_for_bit(wor
     after = (run / "history.csv").read_text().splitlines()
     assert after[:len(before)] == before and [r.split(",")[0] for r in after[1:]] == \
         ["1", "2", "3"]
-    # ... to the same weights, bit for bit, as two workers that were never interrupted.
-    (c0, _, err0), (c1, _, err1) = [finish(p) for p in cluster(
+    # ... to the same weights, bit for bit, as two workers that were never interrupted. They
+    # train one model and write one run, which only the chief reports.
+    (c0, out0, err0), (c1, out1, err1) = [finish(p) for p in cluster(
         work, *[["long.yaml", "--set", "output.name=straight"]] * 2)]
     assert c0 == 0 and c1 == 0, err0 + err1
-    resumed, straight = [keras.models.load_model(work / "runs" / name / "model.keras")
-                         for name in ("long", "straight")]
-    for a, b in zip(resumed.get_weights(), straight.get_weights(), strict=True):
+    assert out0.strip() == str(Path("runs") / "straight") and out1 == ""
+    assert sorted(p.name for p in (work / "runs").iterdir()) == ["long", "straight"]
+    straight = work / "runs" / "straight"
+    assert json.loads((straight / "manifest.json").read_text())["status"] == "finished"
+    resumed, model = [keras.models.load_model(work / "runs" / name / "model.keras")
+                      for name in ("long", "straight")]
+    for a, b in zip(resumed.get_weights(), model.get_weights(), strict=True):
         assert (a == b).all()
-    assert (run / "history.csv").read_text() == \
-        (work / "runs" / "straight" / "history.csv").read_text()
+    assert (run / "history.csv").read_text() == (straight / "history.csv").read_text()
+    x = np.random.RandomState(0).randn(16, 2).astype("float32")
+    loss, accuracy = model.evaluate(x, (x[:, 0] > 0).astype("float32"), verbose=0)
+    assert np.isfinite(loss) and 0 <= accuracy <= 1
 
 
 def test_a_worker_with_a_different_config_is_refused(work):
