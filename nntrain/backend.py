@@ -9,6 +9,9 @@ A trained .keras file holds no backend-specific state: a model trained on one ba
 in plain Keras on the other. Several machines (tf.distribute's multi_worker) need TensorFlow;
 one machine's devices train on either (keras.distribution on JAX). TensorFlow itself is
 imported on the JAX backend only by what needs it (streamed CSV, TensorBoard, export).
+
+On JAX, compiled programs are kept between runs in JAX's persistent compilation cache
+(use_compile_cache): most of a small run's CPU is XLA compiling the same few programs again.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,3 +135,89 @@ def set_random_seed(keras: Any, seed: int) -> None:
     """keras.utils.set_random_seed, without importing TensorFlow on the JAX backend."""
     with tensorflow_unneeded():
         keras.utils.set_random_seed(seed)
+
+
+# JAX's persistent compilation cache. Off with NNTRAIN_COMPILE_CACHE=off.
+COMPILE_CACHE_SWITCH = "NNTRAIN_COMPILE_CACHE"
+# An entry is one compiled program, ~10 KB for the quickstart's (24 of them); 256 MiB holds
+# thousands of runs' worth, and JAX evicts the least recently used entries beyond it.
+COMPILE_CACHE_MAX_BYTES = 256 * 2**20
+# JAX's defaults skip programs that compile in under a second, which is all of nntrain's on
+# small data: together they are most of a small run's CPU. A JAX_* variable the user set wins.
+_COMPILE_CACHE_SETTINGS = {
+    "jax_persistent_cache_min_compile_time_secs": 0.0,
+    "jax_persistent_cache_min_entry_size_bytes": -1,  # -1: no size floor, none imposed later
+    "jax_compilation_cache_max_size": COMPILE_CACHE_MAX_BYTES,
+}
+
+
+def compile_cache_dir() -> Path | None:
+    """Where JAX keeps compiled programs between runs: $JAX_COMPILATION_CACHE_DIR if set,
+    else ${XDG_CACHE_HOME:-~/.cache}/nntrain/jax; None when NNTRAIN_COMPILE_CACHE=off."""
+    if os.environ.get(COMPILE_CACHE_SWITCH, "").strip().lower() in ("off", "0", "false", "no"):
+        return None
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "nntrain" / "jax"
+
+
+def use_compile_cache() -> Path | None:
+    """Point JAX's persistent compilation cache at compile_cache_dir(), after jax is imported
+    and before it compiles anything; the directory in use, or None (off, or unusable: a run
+    then compiles as it would without it, and says nothing).
+
+    A cached program is the one XLA would compile again, so the numbers do not change. JAX
+    writes an entry in place (not through a rename), with a file lock only when the cache is
+    bounded: bounding it also keeps two processes from writing one entry at once. A process
+    killed mid-write leaves an entry without its "-atime" stamp, which JAX would then fail to
+    read on every run and fail over when it next evicts; such entries are deleted here first,
+    under JAX's lock. JAX reports any other error of its cache as a warning and compiles
+    instead; those warnings are silenced, since the run goes on with the same numbers."""
+    import jax
+
+    path = compile_cache_dir()
+    if path is None or not _usable_cache_dir(path):
+        jax.config.update("jax_enable_compilation_cache", False)
+        return None
+    for name, value in _COMPILE_CACHE_SETTINGS.items():
+        if name.upper() not in os.environ:
+            jax.config.update(name, value)
+    jax.config.update("jax_enable_compilation_cache", True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    warnings.filterwarnings("ignore", message=r"Error (reading|writing) persistent "
+                            r"compilation cache entry", category=UserWarning)
+    return path
+
+
+def _usable_cache_dir(path: Path) -> bool:
+    """Whether the cache can live at ``path``: a directory this process can create, read and
+    write, and filelock, which JAX needs to bound the cache, importable."""
+    try:
+        import filelock
+    except ImportError:
+        return False
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        return False
+    try:
+        # JAX's own lock (lru_cache.LRUCache), so no other process is between its two writes.
+        with filelock.FileLock(path / ".lockfile", timeout=2):
+            _delete_half_written(path)
+    except (OSError, filelock.Timeout):
+        return False
+    return True
+
+
+def _delete_half_written(path: Path) -> None:
+    """Delete entries whose write was cut short: JAX writes "KEY-cache", then "KEY-atime"."""
+    for entry in path.glob("*-cache"):
+        stamp = entry.with_name(entry.name[:-len("-cache")] + "-atime")
+        if not stamp.exists():
+            entry.unlink(missing_ok=True)
+    for stamp in path.glob("*-atime"):
+        if not stamp.with_name(stamp.name[:-len("-atime")] + "-cache").exists():
+            stamp.unlink(missing_ok=True)

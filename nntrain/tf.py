@@ -62,6 +62,10 @@ def import_keras() -> Any:
 
             tf.config.list_physical_devices()  # probes for GPUs, which logs on machines without
         import keras
+    if os.environ["KERAS_BACKEND"] == "jax":
+        from nntrain.backend import use_compile_cache
+
+        use_compile_cache()  # before anything compiles
     _keras = keras
     return keras
 
