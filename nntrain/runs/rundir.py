@@ -13,8 +13,8 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -71,36 +71,80 @@ def timestamp() -> str:
 
 
 class BackgroundWriter:
-    """Writes done on one background thread, one at a time and in order, so that training
-    goes on while a checkpoint reaches the disk (serializing and fsync take tens of
-    milliseconds, a sizeable part of a short epoch). A new write first waits for the one
-    before it, so at most one snapshot waits in memory; a failed write is raised by the next
-    submit() or by wait()."""
+    """Writes done on one background thread, in order, so that training goes on while a
+    checkpoint reaches the disk (serializing and three fsyncs take tens of milliseconds, more
+    than a whole tiny epoch). submit() never waits: a write still waiting its turn is replaced
+    by the newer one (it would be superseded anyway), so while training the files on disk are
+    at most one write behind, each of them whole; wait() and close() write the last one. A
+    failed write drops the one waiting and is raised by the next submit() or by wait()."""
 
     def __init__(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
-        self._running: Future[None] | None = None
+        self._cond = threading.Condition()
+        self._waiting: Callable[[], None] | None = None
+        self._busy = False
+        self._closing = False
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self.replaced = 0  # writes that a newer one replaced before they began
 
     def submit(self, job: Callable[[], None]) -> None:
-        self.wait()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nntrain-write")
-        self._running = self._pool.submit(job)
+        with self._cond:
+            self._raise_error()
+            if self._waiting is not None:
+                self.replaced += 1
+            self._waiting = job
+            if self._thread is None:
+                self._closing = False
+                # A daemon, so that a process that never reaches close() (killed by a second
+                # Ctrl-C, say) still exits; close() waits for the last write.
+                self._thread = threading.Thread(target=self._work, name="nntrain-write",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while self._waiting is None and not self._closing:
+                    self._cond.wait()
+                if self._waiting is None:
+                    return
+                job, self._waiting, self._busy = self._waiting, None, True
+            error = None
+            try:
+                job()
+            except BaseException as exc:  # handed to the training thread, raised there
+                error = exc
+            with self._cond:
+                self._busy = False
+                if error is not None:
+                    self._error = self._error or error
+                    self._waiting = None  # nothing is written after a failed write
+                self._cond.notify_all()
+
+    def _raise_error(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
 
     def wait(self) -> None:
-        """Block until the last write is done; raise its error."""
-        running, self._running = self._running, None
-        if running is not None:
-            running.result()
+        """Block until every submitted write is done; raise a failed one's error."""
+        with self._cond:
+            while self._waiting is not None or self._busy:
+                self._cond.wait()
+            self._raise_error()
 
     def close(self) -> None:
         """wait(), then stop the thread."""
         try:
             self.wait()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown()
-                self._pool = None
+            with self._cond:
+                thread, self._thread = self._thread, None
+                self._closing = True
+                self._cond.notify_all()
+            if thread is not None:
+                thread.join()
 
     def settle(self) -> None:
         """close(), ignoring a failed write: the caller is handling a failure already."""
