@@ -109,3 +109,21 @@ def machine() -> dict[str, str]:
         "numpy": v("numpy"),
         "platform": platform.platform(),
     }
+
+
+JAX_CACHE_MODES = ("cold", "warm", "off")
+
+
+def jax_cache_env(mode: str, folder: Path) -> dict[str, str]:
+    """The environment for JAX's persistent compilation cache (nntrain keeps it on by default
+    on JAX): ``cold`` a new empty directory each call (what a first run costs: every program
+    compiled and written), ``warm`` one directory under ``folder`` that the caller fills with
+    an unmeasured run first, ``off`` NNTRAIN_COMPILE_CACHE=off. The user's own
+    JAX_COMPILATION_CACHE_DIR is never used."""
+    if mode == "off":
+        return {"NNTRAIN_COMPILE_CACHE": "off"}
+    if mode == "cold":
+        import tempfile
+
+        return {"JAX_COMPILATION_CACHE_DIR": tempfile.mkdtemp(prefix="jax-cold-", dir=folder)}
+    return {"JAX_COMPILATION_CACHE_DIR": str(folder / "jax-warm")}

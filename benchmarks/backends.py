@@ -1,6 +1,7 @@
 """TensorFlow against JAX as nntrain's Keras backend, paired in one run (issue 19).
 
     .venv/bin/python benchmarks/backends.py [--reps 3] [--epochs 30] [--backends tensorflow,jax]
+                                            [--jax-cache cold|warm|off]
 
 Every measurement is a fresh process with KERAS_BACKEND set, and the variants alternate
 (tf nntrain, tf keras, tf processes, jax nntrain, ...); ratios are taken within one repetition.
@@ -19,6 +20,12 @@ time also measures the neighbours, CPU time what the command costs. What is meas
   apart the two backends' metrics are;
 - the 1-minute load average before and after, printed with the tables.
 
+On JAX, ``--jax-cache`` sets the state of JAX's persistent compilation cache, which nntrain
+keeps on by default (the hand-written script gets the same): ``cold`` (the default) gives every
+process an empty one, as a first run has; ``warm`` fills one with an unmeasured run of each
+whole process first, as every later run of the same config finds it; ``off`` turns it off. It
+changes what the whole processes cost (compiling), not the epochs from the second on.
+
 Prints markdown on stdout, progress on stderr. Timings are printed, never asserted.
 """
 
@@ -34,7 +41,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, load_average, log, median, process_times, table  # noqa: E402
+from _common import (JAX_CACHE_MODES, ROOT, jax_cache_env, load_average, log,  # noqa: E402
+                     median, process_times, table)
 
 BACKENDS = ("tensorflow", "jax")
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
@@ -126,6 +134,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--worker", choices=["nntrain", "keras"])
+    parser.add_argument("--jax-cache", default="cold", choices=JAX_CACHE_MODES)
     args = parser.parse_args()
     if args.worker:
         worker_main(args.worker, args.epochs)
@@ -137,6 +146,14 @@ def main() -> None:
     procs: dict[tuple[str, str, str], list[float]] = {}
     metrics: dict[str, list[dict]] = {b: [] for b in backends}
     with tempfile.TemporaryDirectory() as tmp:
+        def env_of(b: str) -> dict[str, str]:
+            env = {**os.environ, "KERAS_BACKEND": b, "TF_CPP_MIN_LOG_LEVEL": "2",
+                   "PYTHONPATH": str(ROOT)}
+            return {**env, **jax_cache_env(args.jax_cache, Path(tmp))} if b == "jax" else env
+
+        if args.jax_cache == "warm" and "jax" in backends:
+            for command in commands(Path(tmp), "warm-up").values():
+                process_times(command, env=env_of("jax"))
         for rep in range(args.reps):
             for b in backends:
                 for k in ("nntrain", "keras"):
@@ -149,9 +166,7 @@ def main() -> None:
                         f"{epoch[b, k, 'wall'][-1] * 1000:.1f} wall ms/epoch")
                 name = f"quickstart-{b}-{rep}"
                 for label, command in commands(Path(tmp), name).items():
-                    env = {**os.environ, "KERAS_BACKEND": b, "TF_CPP_MIN_LOG_LEVEL": "2",
-                           "PYTHONPATH": str(ROOT)}
-                    wall, cpu = process_times(command, env=env)
+                    wall, cpu = process_times(command, env=env_of(b))
                     procs.setdefault((b, label, "wall"), []).append(wall)
                     procs.setdefault((b, label, "cpu"), []).append(cpu)
                     log(f"rep {rep + 1}/{args.reps} {b} {label}: {wall:.2f} s wall, "
@@ -217,8 +232,9 @@ def report(epoch: dict, procs: dict, metrics: dict[str, list[dict]], backends: l
     epoch_table = table(["backend", "clock", "nntrain ms/epoch", "model.fit ms/epoch",
                          "nntrain's extra ms/epoch", "nntrain / model.fit"], rows)
     out = [
-        f"### TensorFlow and JAX backends ({args.reps} repetitions, paired; 1-minute load "
-        f"average {load_before:.2f} before, {load_after:.2f} after)", "",
+        f"### TensorFlow and JAX backends ({args.reps} repetitions, paired; JAX's compilation "
+        f"cache {args.jax_cache}; 1-minute load average {load_before:.2f} before, "
+        f"{load_after:.2f} after)", "",
         "Quickstart-sized epoch (700 rows, batch 32, 100 validation rows, early stopping off): "
         "wall and CPU time from one epoch's end to the next's, median of epochs "
         f"2-{args.epochs} of each run, then median (range) over runs. The target: 10 ms.", "",

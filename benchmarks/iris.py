@@ -1,6 +1,7 @@
 """An iris-sized run of 200 epochs, end to end, against scikit-learn's MLPClassifier (issue 19).
 
     .venv/bin/python benchmarks/iris.py [--reps 3] [--epochs 200] [--backends tensorflow,jax]
+                                        [--jax-cache cold|warm|off]
 
 The rows: scikit-learn's iris (150 rows, 4 inputs, 3 classes; it ships inside scikit-learn),
 written to a CSV file; 120 rows train, 30 are scored at the end. The network: Dense(32, relu)
@@ -13,6 +14,11 @@ stopping. What is timed is a whole process, from its start to its result on disk
                        batch_size=32, learning_rate_init=0.01, max_iter=200) forced to run all
                        200 epochs (tol=0, n_iter_no_change=200), score the 30 rows, write the
                        score and pickle the model
+
+On JAX, ``--jax-cache`` sets the state of JAX's persistent compilation cache, which nntrain
+keeps on by default: ``cold`` (the default) gives every run an empty one, as a first run has;
+``warm`` fills one with an unmeasured run of each variant first, as every later run of the
+same config finds it; ``off`` turns it off. TensorFlow has no such cache.
 
 The variants alternate within a repetition, and each nntrain time is divided by the
 scikit-learn time of the same repetition (paired). Both wall and CPU seconds (user + system)
@@ -31,7 +37,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, load_average, log, median, process_times, table  # noqa: E402
+from _common import (JAX_CACHE_MODES, ROOT, jax_cache_env, load_average, log,  # noqa: E402
+                     median, process_times, table)
 
 CONFIG = """\
 data:
@@ -86,6 +93,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--backends", default="tensorflow,jax")
+    parser.add_argument("--jax-cache", default="cold", choices=JAX_CACHE_MODES)
     args = parser.parse_args()
     backends = args.backends.split(",")
     load_before = load_average()
@@ -102,8 +110,15 @@ def main() -> None:
             train = [sys.executable, "-m", "nntrain", "train", "iris.yaml", "--quiet", "--force"]
             variants[f"nntrain, {b}"] = (train, env)
             variants[f"nntrain, {b}, no plots"] = ([*train, "--set", "output.plots=false"], env)
+        if args.jax_cache == "warm":
+            for name, (command, env) in variants.items():
+                if env.get("KERAS_BACKEND") == "jax":
+                    process_times(command, env={**env, **jax_cache_env("warm", folder)},
+                                  cwd=folder)
         for rep in range(args.reps):
             for name, (command, env) in variants.items():
+                if env.get("KERAS_BACKEND") == "jax":  # a new cold directory every run
+                    env = {**env, **jax_cache_env(args.jax_cache, folder)}
                 times.setdefault(name, []).append(process_times(command, env=env, cwd=folder))
                 if name == "scikit-learn":
                     score = float((folder / "sklearn-score.txt").read_text())
@@ -132,7 +147,8 @@ def report(times: dict[str, list[tuple[float, float]]], accuracy: dict[str, list
                      f"{median(cpu_ratio):.2f}x", f"{median(accuracy[name]):.3f}"])
     return "\n".join([
         f"### Iris, {args.epochs} epochs end to end, against scikit-learn ({args.reps} "
-        f"repetitions, paired; 1-minute load average {load_before:.2f} before, "
+        f"repetitions, paired; JAX's compilation cache {args.jax_cache}; 1-minute load "
+        f"average {load_before:.2f} before, "
         f"{load_after:.2f} after)", "",
         "Whole processes (start to result on disk), median (range) of wall seconds, median CPU "
         "seconds, and the paired ratio to scikit-learn's MLPClassifier (the target: within "
