@@ -3,9 +3,11 @@
     .venv/bin/python benchmarks/checkpoint_cost.py [--reps 3] [--epochs 40] [--backend jax]
 
 Each measurement is a fresh process training configs/quickstart.yaml (700 rows, batch 32,
-early stopping off, no plots) through ``nntrain.training.train.train``, in two variants that
-alternate: as shipped, and with the checkpoint switched off (no snapshot, nothing submitted to
-the writer thread: what a run costs without any per-epoch save). Within the shipped variant the
+early stopping off, no plots) through ``nntrain.training.train.train``, in three variants that
+alternate: as shipped (a write waiting its turn gives way to a newer one), "waiting" (the policy
+before: each submit first waits for the previous write to finish), and with the checkpoint
+switched off (no snapshot, nothing submitted to the writer thread: what a run costs without
+any per-epoch save). Within the shipped variant the
 pieces are timed where they run: on the training thread the snapshot copy and the time
 ``BackgroundWriter.submit`` blocks; on the writer thread the checkpoint's serialization, its
 fsyncs and the history + manifest writes. Medians of epochs 2..N, then median (range) over
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, load_average, log, median, table  # noqa: E402
 
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+VARIANTS = ("shipped", "waiting", "no checkpoint")
 PIECES = ("snapshot", "submit blocked", "checkpoint write", "fsync", "history+manifest",
           "manifest record")
 
@@ -49,13 +52,22 @@ def worker(variant: str, epochs: int) -> dict[str, list[float]]:
                 spent[piece + " (CPU)"].append(time.thread_time() - c0)
         return wrapper
 
+    if variant == "waiting":
+        submit = rundir.BackgroundWriter.submit
+
+        def waiting_submit(self, job):
+            self.wait()
+            submit(self, job)
+        rundir.BackgroundWriter.submit = timed("submit blocked", waiting_submit)
     if variant == "no checkpoint":
         checkpoint.snapshot = lambda *a, **k: {}
         rundir.BackgroundWriter.submit = lambda self, job: None
     else:
         checkpoint.snapshot = timed("snapshot", checkpoint.snapshot)
+        if variant == "shipped":
+            rundir.BackgroundWriter.submit = timed("submit blocked",
+                                                   rundir.BackgroundWriter.submit)
         checkpoint.write = timed("checkpoint write", checkpoint.write)
-        rundir.BackgroundWriter.submit = timed("submit blocked", rundir.BackgroundWriter.submit)
         real_fsync = os.fsync
         rundir.os.fsync = timed("fsync", real_fsync)  # every atomic write's, on any thread
         write_json, write_text = rundir.RunDir.write_json, rundir.RunDir.write_text
@@ -98,7 +110,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--backend", default="jax")
-    parser.add_argument("--worker", choices=["shipped", "no checkpoint"])
+    parser.add_argument("--worker", choices=VARIANTS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.epochs)))
@@ -106,7 +118,7 @@ def main() -> None:
     load_before = load_average()
     got: dict[tuple[str, str], list[float]] = {}
     for rep in range(args.reps):
-        for variant in ("shipped", "no checkpoint"):
+        for variant in VARIANTS:
             out = run_worker(args.backend, variant, args.epochs)
             for key, values in out.items():
                 got.setdefault((variant, key), []).append(median(values))
@@ -115,20 +127,21 @@ def main() -> None:
                 f"{got[variant, 'wall'][-1] * 1000:.1f} wall ms/epoch")
     log(json.dumps({"/".join(k): v for k, v in got.items()}))
     diff = lambda a, b: [x - y for x, y in zip(a, b)]  # noqa: E731
-    rows = [[clock, ms(got["shipped", key]), ms(got["no checkpoint", key]),
-             ms(diff(got["shipped", key], got["no checkpoint", key]))]
+    rows = [[clock, *(ms(got[v, key]) for v in VARIANTS),
+             *(ms(diff(got[v, key], got["no checkpoint", key])) for v in VARIANTS[:2])]
             for clock, key in (("CPU", "cpu"), ("wall", "wall"))]
-    pieces = [[p, ms(got["shipped", p]), ms(got["shipped", p + " (CPU)"])] for p in PIECES
-              if ("shipped", p) in got]
+    pieces = [[p, *(f"{ms(got[v, p])} / {ms(got[v, p + ' (CPU)'])}" for v in VARIANTS[:2])]
+              for p in PIECES if ("shipped", p) in got]
     print("\n".join([
         f"### Checkpoint cost per quickstart epoch, {args.backend} ({args.reps} repetitions, "
         f"paired; 1-minute load average {load_before:.2f} before, {load_average():.2f} after)",
-        "", table(["clock", "as shipped, ms/epoch", "no checkpoint, ms/epoch",
-                   "the checkpoint's cost, ms/epoch"], rows), "",
-        "Where it goes (as shipped; ms per epoch, summed over the epoch's calls; the writer "
-        f"thread's pieces overlap training; checkpoints written per epoch: "
-        f"{median(got['shipped', 'writes']):.2f}):", "",
-        table(["piece", "wall ms/epoch", "its thread's CPU ms/epoch"], pieces)]))
+        "", table(["clock", *(f"{v}, ms/epoch" for v in VARIANTS),
+                   *(f"{v}: the checkpoint's cost" for v in VARIANTS[:2])], rows), "",
+        "Where it goes (ms per epoch, wall / that thread's CPU, summed over the epoch's calls; "
+        "the writer thread's pieces overlap training; checkpoints written per epoch: shipped "
+        f"{median(got['shipped', 'writes']):.2f}, waiting {median(got['waiting', 'writes']):.2f}"
+        "):", "",
+        table(["piece", *VARIANTS[:2]], pieces)]))
 
 
 if __name__ == "__main__":
