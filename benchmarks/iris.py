@@ -1,7 +1,7 @@
 """An iris-sized run of 200 epochs, end to end, against scikit-learn's MLPClassifier (issue 19).
 
     .venv/bin/python benchmarks/iris.py [--reps 3] [--epochs 200] [--backends tensorflow,jax]
-                                        [--jax-cache cold|warm|off]
+                                        [--jax-cache cold,warm,off] [--no-plots yes|no]
 
 The rows: scikit-learn's iris (150 rows, 4 inputs, 3 classes; it ships inside scikit-learn),
 written to a CSV file; 120 rows train, 30 are scored at the end. The network: Dense(32, relu)
@@ -16,9 +16,10 @@ stopping. What is timed is a whole process, from its start to its result on disk
                        score and pickle the model
 
 On JAX, ``--jax-cache`` sets the state of JAX's persistent compilation cache, which nntrain
-keeps on by default: ``cold`` (the default) gives every run an empty one, as a first run has;
-``warm`` fills one with an unmeasured run of each variant first, as every later run of the
-same config finds it; ``off`` turns it off. TensorFlow has no such cache.
+keeps on by default, one JAX variant per state named (``--jax-cache cold,warm``): ``cold``
+(the default) gives every run an empty one, as a first run has; ``warm`` fills one with an
+unmeasured run of each variant first, as every later run of the same config finds it; ``off``
+turns it off. TensorFlow has no such cache.
 
 The variants alternate within a repetition, and each nntrain time is divided by the
 scikit-learn time of the same repetition (paired). Both wall and CPU seconds (user + system)
@@ -93,8 +94,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--backends", default="tensorflow,jax")
-    parser.add_argument("--jax-cache", default="cold", choices=JAX_CACHE_MODES)
+    parser.add_argument("--jax-cache", default="cold",
+                        help=f"one or more of {','.join(JAX_CACHE_MODES)}: a JAX variant each")
+    parser.add_argument("--no-plots", choices=["yes", "no"], default="yes",
+                        help="also measure each backend with output.plots=false")
     args = parser.parse_args()
+    modes = args.jax_cache.split(",")
+    if not set(modes) <= set(JAX_CACHE_MODES):
+        parser.error(f"--jax-cache takes {', '.join(JAX_CACHE_MODES)}")
     backends = args.backends.split(",")
     load_before = load_average()
     times: dict[str, list[tuple[float, float]]] = {}
@@ -105,20 +112,25 @@ def main() -> None:
         base = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
         variants: dict[str, tuple[list[str], dict[str, str]]] = {
             "scikit-learn": ([sys.executable, "-c", SKLEARN, str(args.epochs)], base)}
+        train = [sys.executable, "-m", "nntrain", "train", "iris.yaml", "--quiet", "--force"]
+        plots = {"": [], ", no plots": ["--set", "output.plots=false"]}
+        if args.no_plots == "no":
+            del plots[", no plots"]
         for b in backends:
-            env = {**base, "KERAS_BACKEND": b}
-            train = [sys.executable, "-m", "nntrain", "train", "iris.yaml", "--quiet", "--force"]
-            variants[f"nntrain, {b}"] = (train, env)
-            variants[f"nntrain, {b}, no plots"] = ([*train, "--set", "output.plots=false"], env)
-        if args.jax_cache == "warm":
+            for mode in (modes if b == "jax" else [""]):
+                for suffix, extra in plots.items():
+                    name = f"nntrain, {b}{f', {mode} cache' if mode else ''}{suffix}"
+                    variants[name] = ([*train, *extra], {**base, "KERAS_BACKEND": b,
+                                                         "JAX_CACHE": mode})
+        if "warm" in modes:
             for name, (command, env) in variants.items():
-                if env.get("KERAS_BACKEND") == "jax":
+                if env.get("JAX_CACHE") == "warm":
                     process_times(command, env={**env, **jax_cache_env("warm", folder)},
                                   cwd=folder)
         for rep in range(args.reps):
             for name, (command, env) in variants.items():
-                if env.get("KERAS_BACKEND") == "jax":  # a new cold directory every run
-                    env = {**env, **jax_cache_env(args.jax_cache, folder)}
+                if env.get("JAX_CACHE"):  # a cold one is a new empty directory every run
+                    env = {**env, **jax_cache_env(env["JAX_CACHE"], folder)}
                 times.setdefault(name, []).append(process_times(command, env=env, cwd=folder))
                 if name == "scikit-learn":
                     score = float((folder / "sklearn-score.txt").read_text())

@@ -75,8 +75,10 @@ class BackgroundWriter:
     checkpoint reaches the disk (serializing and three fsyncs take tens of milliseconds, more
     than a whole tiny epoch). submit() never waits: a write still waiting its turn is replaced
     by the newer one (it would be superseded anyway), so while training the files on disk are
-    at most one write behind, each of them whole; wait() and close() write the last one. A
-    failed write drops the one waiting and is raised by the next submit() or by wait()."""
+    the newest whose write has finished (each of them whole), behind by the epochs that ran
+    meanwhile: one, or a few when writes take longer than epochs. wait() and close() write the
+    last one. A failed write drops the one waiting and is raised by the next submit() or by
+    wait()."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()

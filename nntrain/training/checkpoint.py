@@ -4,8 +4,9 @@ One file, ``checkpoint.npz``, written atomically (a kill during the write leaves
 checkpoint intact): ``snapshot`` copies the arrays at the end of an epoch, and training.train
 hands ``write`` (which serializes them) to a background thread (runs.rundir.BackgroundWriter)
 while the next epoch trains. When epochs are shorter than a write, a snapshot that is still
-waiting is replaced by the next epoch's: the file on disk is then one epoch behind while
-training, and exact at the end of the run, on a stop or a signal. It holds every variable that decides what training does next, by
+waiting is replaced by the next epoch's: the file on disk is then an epoch or a few behind while
+training (the newest whose write has finished), and exact at the end of the run, on a stop or
+a signal. It holds every variable that decides what training does next, by
 position; on restore each is checked by its path without Keras's per-process counters, and by
 its shape (``_structural``):
 

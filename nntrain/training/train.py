@@ -260,8 +260,9 @@ def _train_run(prepared: Prepared, session: _Session, *, stop: StopRequest | Non
     saved = session.state
     # Checkpoints are written while the next epoch trains. When the writer is still busy with
     # one, the next epoch's replaces any that waits its turn (short epochs outrun the fsyncs),
-    # so the checkpoint on disk may be an epoch behind while training; everything below waits
-    # for the last one (writes.close/settle) before it reports a status or moves the run.
+    # so the checkpoint on disk may be an epoch or a few behind while training; everything
+    # below waits for the last one (writes.close/settle) before it reports a status or moves
+    # the run.
     writes = BackgroundWriter()
 
     def save(state: LoopState, best: list[np.ndarray] | None,
