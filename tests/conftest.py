@@ -26,6 +26,11 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# Bounded as nntrain bounds it, in every process of the session, so that every process takes
+# JAX's file lock and stamps its entries: a test that compiles with JAX before nntrain sets the
+# cache up would otherwise write unstamped entries, which the bounded processes' eviction trips
+# over (JAX's "Error writing persistent compilation cache entry" warning).
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(256 * 2**20))
 
 ROOT = Path(__file__).resolve().parent.parent
 

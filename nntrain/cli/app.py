@@ -479,8 +479,8 @@ def predict(
     """Write one prediction per input row to stdout.
 
     Classifiers: the predicted label (in the run's own label names) and one probability column
-    per class, p_LABEL (p_cat, p_dog, ...). Regressors: the predicted value(s). Streams: rows are read, predicted
-    and written chunk by chunk, so input of any length works in a pipe.
+    per class, p_LABEL (p_cat, p_dog, ...). Regressors: the predicted value(s). Streams: rows
+    are read, predicted and written chunk by chunk, so input of any length works in a pipe.
     """
     from nntrain.use.predict import predict as predict_rows
 
