@@ -475,6 +475,21 @@ def _stems(plan: TablePlan) -> list[str]:
     return stems
 
 
+# build_model's layer that joins the encoded columns, and the names of each categorical
+# column's encoding layer: explain splits a table model where its encoding ends.
+JOINED = "features"
+ENCODING_LAYERS = ("one_hot_", "embed_")
+
+
+def encoded_widths(plan: TablePlan) -> list[tuple[int, int]]:
+    """(column index, units) of each input column after encoding, in the order build_model
+    joins them: the numeric columns (one unit each), then each categorical column (its one-hot
+    units, the out-of-vocabulary bucket first, or its embedding vector)."""
+    return [(j, 1) for j in plan.numeric] + [
+        (j, c.embedding_dim if c.encoding == "embedding" else len(c.vocabulary) + 1)
+        for j, c in enumerate(plan.columns) if c.type == "categorical"]
+
+
 def build_model(model: ModelConfig, plan: TablePlan, after: list[Any] | tuple = ()) -> Any:
     """The trained model: the encoded matrix -> one-hot units, embeddings and normalized
     numbers, concatenated -> the config's layers -> ``after`` (such as the target scaling's
@@ -499,11 +514,11 @@ def build_model(model: ModelConfig, plan: TablePlan, after: list[Any] | tuple = 
         tokens = len(column.vocabulary) + 1  # index 0 is the out-of-vocabulary bucket
         if column.encoding == "embedding":
             parts.append(keras.layers.Embedding(tokens, column.embedding_dim,
-                                                name=f"embed_{stems[j]}")(ids))
+                                                name=f"{ENCODING_LAYERS[1]}{stems[j]}")(ids))
         else:
             parts.append(keras.layers.CategoryEncoding(
-                tokens, output_mode="one_hot", name=f"one_hot_{stems[j]}")(ids))
-    h = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
+                tokens, output_mode="one_hot", name=f"{ENCODING_LAYERS[0]}{stems[j]}")(ids))
+    h = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name=JOINED)(parts)
     for i, spec in enumerate(model.layers):
         path = ("model", "layers", i)
         for layer in build_layers(keras, spec, path):

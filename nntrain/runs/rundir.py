@@ -87,14 +87,11 @@ class BackgroundWriter:
         self._closing = False
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        self.replaced = 0  # writes that a newer one replaced before they began
 
     def submit(self, job: Callable[[], None]) -> None:
         with self._cond:
             self._raise_error()
-            if self._waiting is not None:
-                self.replaced += 1
-            self._waiting = job
+            self._waiting = job  # replaces one still waiting its turn
             if self._thread is None:
                 self._closing = False
                 # A daemon, so that a process that never reaches close() (killed by a second

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from nntrain import registry
+from nntrain.data import tabular
 from nntrain.data.baseline import BASELINE, TrainingRows
 from nntrain.errors import DataError, UsageError, did_you_mean
 from nntrain.runs.rundir import read_json
@@ -353,9 +354,6 @@ class _TableEncoding:
     column's units are summed into its attribution. Completeness holds all the same: the
     attributions of all units sum to f(row) - f(baseline)."""
 
-    # The layer where data/tabular.py's build_model joins the encoded columns.
-    JOINED = "features"
-
     def __init__(self, trained: Trained, joined: Any):
         from nntrain.use.load import forward_pass
 
@@ -364,10 +362,7 @@ class _TableEncoding:
         self.head = keras.Model(joined, core.output)
         self._encode = forward_pass(keras.Model(core.input, joined))
         plan = trained.table
-        # build_model's order: the numeric columns first, then each categorical column.
-        widths = [(j, 1) for j in plan.numeric] + [
-            (j, c.embedding_dim if c.encoding == "embedding" else len(c.vocabulary) + 1)
-            for j, c in enumerate(plan.columns) if c.type == "categorical"]
+        widths = tabular.encoded_widths(plan)
         self.merge = np.zeros((sum(w for _, w in widths), len(plan.columns)))
         unit = 0
         for j, w in widths:
@@ -386,11 +381,11 @@ class _TableEncoding:
             return None
         core = trained.model
         names = [layer.name for layer in core.layers]
-        if cls.JOINED in names:
-            joined = core.get_layer(cls.JOINED).output
+        if tabular.JOINED in names:
+            joined = core.get_layer(tabular.JOINED).output
         else:  # one categorical column and no numbers: its encoding layer is the only one
             joined = next(layer.output for layer in core.layers
-                          if layer.name.startswith(("one_hot_", "embed_")))
+                          if layer.name.startswith(tabular.ENCODING_LAYERS))
         return cls(trained, joined)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
