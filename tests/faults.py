@@ -3,8 +3,15 @@
     python tests/faults.py kill:NAME:N ARGS...    SIGKILL in the middle of the N-th write of
                                                  file NAME (its temporary file half-written)
     python tests/faults.py enospc:NAME:N ARGS...  that write fails as a full disk would
+    python tests/faults.py --runs JSON            several runs in this one process, one after
+                                                 the other: JSON is a list of [SPEC or null,
+                                                 ARGS...]; after each, "faults.py: exit CODE"
+                                                 on stderr
 
 or, in a test's own process, monkeypatch.setattr(rundir, "before_sync", hook(SPEC)).
+
+--runs saves a process (and its ~5 s of importing Keras) for each run that a signal stops
+without ending the process: only a SIGKILL needs a process to itself, and it comes last.
 
 The fault is installed through runs.rundir.before_sync, so nntrain's own write path carries no
 fault-injection code.
@@ -13,6 +20,7 @@ fault-injection code.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import sys
@@ -49,6 +57,22 @@ def hook(spec: str):
     return fault
 
 
+def runs(plan: list[list]) -> int:
+    """Each [SPEC or None, ARGS...] of ``plan`` as `nntrain ARGS` with that fault; the last
+    exit code."""
+    quiet = rundir.before_sync
+    code = 0
+    for spec, *args in plan:
+        if "keras" in sys.modules:  # Keras numbers layers and variables per session: each run
+            sys.modules["keras"].backend.clear_session()  # starts as in a fresh process
+        rundir.before_sync = quiet if spec is None else hook(spec)
+        code = main([str(a) for a in args])
+        print(f"faults.py: exit {code}", file=sys.stderr, flush=True)
+    return code
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--runs":
+        sys.exit(runs(json.loads(sys.argv[2])))
     install(sys.argv[1])
     sys.exit(main(sys.argv[2:]))

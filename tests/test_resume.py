@@ -6,13 +6,14 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import finish, start
+from helpers import FAULTS, env, finish, start
 
 # Enough steps per epoch (700, about 0.3 s) that a signal lands inside an epoch; Dropout makes the
 # random state part of what must be restored.
@@ -29,13 +30,17 @@ training:
   metrics: [accuracy]
   epochs: 3
   batch_size: 16
+output: {plots: false}
 """
 
 
-def nntrain(cwd: Path, *args: str, fault: str | None = None) -> subprocess.Popen:
-    """`nntrain ARGS` in a process of its own (a signal or SIGKILL ends it); with ``fault``,
-    through tests/faults.py."""
-    return start(cwd, *args, fault=fault)
+def in_one_process(cwd: Path, *runs: list) -> subprocess.Popen:
+    """Several `nntrain ARGS` runs in one process of its own, one after the other, each
+    [FAULT or None, ARGS...] (tests/faults.py --runs); a run a signal stops leaves the process
+    alive for the next, so only a SIGKILL, which ends it, needs a process to itself."""
+    return subprocess.Popen([sys.executable, FAULTS, "--runs", json.dumps(runs)], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env())
 
 
 def weights(run: Path) -> list[np.ndarray]:
@@ -82,44 +87,19 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
 
 
-def wait_for_epoch(proc: subprocess.Popen, epoch: int) -> None:
+def wait_for_epoch(proc: subprocess.Popen, epoch: int) -> str:
+    """Read the process's stderr up to the line of ``epoch``'s end; what was read."""
+    seen = []
     for line in proc.stderr:
+        seen.append(line)
         if line.startswith(f"epoch {epoch}/"):
-            return
+            return "".join(seen)
     raise AssertionError("training ended before the epoch was reached")
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_saves_a_checkpoint_and_resume_is_bit_exact(work, here, signum, code):
-    name = f"sig{signum}"
-    proc = nntrain(work, "train", "run.yaml", "--set", f"output.name={name}")
-    wait_for_epoch(proc, 1)
-    time.sleep(0.05)  # into epoch 2
-    proc.send_signal(signum)
-    rc, out, err = finish(proc)
-    assert rc == code, err
-    assert "resume" in err and out == ""
-    run = work / "runs" / name
-    manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["status"] == "interrupted"
-    assert not (run / "model.keras").exists()
-    from nntrain.training.checkpoint import load
-
-    state = load(run / "checkpoint.npz").state
-    assert state.epoch == 1 and 0 < state.step < 700, "the signal should land inside epoch 2"
-    rc, out, err = here("train", "--resume", f"runs/{name}")
-    assert rc == 0, err
-    assert out.strip() == f"runs/{name}"
-    assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
-    assert_same_run(work / "runs" / "straight", run)
-
-
-@pytest.mark.parametrize("fault", ["kill:checkpoint.npz:2", "kill:manifest.json:3",
-                                   "kill:model.keras:1"])
-def test_sigkill_at_any_moment_resumes_to_the_same_weights(work, here, fault):
-    name = "kill-" + fault.replace(":", "-")
-    rc, _, err = finish(nntrain(work, "train", "run.yaml", "--set", f"output.name={name}",
-                                fault=fault))
+def assert_resumes_after_sigkill(work: Path, here, name: str, rc: int) -> None:
+    """The run ``name`` was SIGKILLed (exit status ``rc``) before it finished: it is still
+    staged, and resuming it gives the uninterrupted run's weights, metrics and history."""
     assert rc == -signal.SIGKILL
     staging = work / "runs" / f".{name}.partial"
     assert staging.is_dir() and not (work / "runs" / name).exists()
@@ -129,8 +109,56 @@ def test_sigkill_at_any_moment_resumes_to_the_same_weights(work, here, fault):
     assert_same_run(work / "runs" / "straight", work / "runs" / name)
 
 
+def killed_name(fault: str) -> str:
+    return "kill-" + fault.replace(":", "-")
+
+
+@pytest.mark.parametrize("signum, code, fault", [(signal.SIGINT, 130, "kill:checkpoint.npz:2"),
+                                                 (signal.SIGTERM, 143, "kill:manifest.json:3")])
+def test_signal_saves_a_checkpoint_and_resume_is_bit_exact(work, here, signum, code, fault):
+    """A signal inside epoch 2 stops the run with a checkpoint, and the resume finishes it bit
+    for bit. The signal leaves the process alive: its next run, SIGKILLed in the middle of a
+    write (``fault``), shares it, and resumes to the same weights too."""
+    name, killed = f"sig{int(signum)}", killed_name(fault)
+    proc = in_one_process(work, [None, "train", "run.yaml", "--set", f"output.name={name}"],
+                          [fault, "train", "run.yaml", "--set", f"output.name={killed}"])
+    seen = wait_for_epoch(proc, 1)
+    time.sleep(0.05)  # into epoch 2
+    proc.send_signal(signum)
+    rc, out, err = finish(proc)
+    stopped, marker, after = (seen + err).partition("faults.py: exit ")
+    assert marker, f"the first run did not end:\n{seen + err}"
+    assert int(after.split()[0]) == code, stopped
+    assert "resume" in stopped and out == ""  # nothing on stdout from either run
+    run = work / "runs" / name
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert not (run / "model.keras").exists()
+    from nntrain.training.checkpoint import load
+
+    state = load(run / "checkpoint.npz").state
+    assert state.epoch == 1 and 0 < state.step < 700, "the signal should land inside epoch 2"
+    rc2, out2, err2 = here("train", "--resume", f"runs/{name}")
+    assert rc2 == 0, err2
+    assert out2.strip() == f"runs/{name}"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
+    assert_same_run(work / "runs" / "straight", run)
+
+    assert "faults.py: exit" not in after, "the SIGKILLed run ended on its own"
+    assert_resumes_after_sigkill(work, here, killed, rc)
+
+
+def test_sigkill_at_any_moment_resumes_to_the_same_weights(work, here):
+    """Killed in the middle of writing the model, at the very end (the kills in the middle of
+    a checkpoint's and the manifest's writes are in the signal tests, after their signal)."""
+    fault = "kill:model.keras:1"
+    rc, _, err = finish(start(work, "train", "run.yaml", "--set",
+                              f"output.name={killed_name(fault)}", fault=fault))
+    assert_resumes_after_sigkill(work, here, killed_name(fault), rc)
+
+
 def test_sigkill_in_the_middle_of_an_epoch(work, here):
-    proc = nntrain(work, "train", "run.yaml", "--set", "output.name=midkill")
+    proc = start(work, "train", "run.yaml", "--set", "output.name=midkill")
     wait_for_epoch(proc, 1)
     time.sleep(0.1)
     proc.kill()
