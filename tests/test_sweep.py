@@ -34,6 +34,7 @@ training:
   metrics: [accuracy]
   epochs: 2
   batch_size: 32
+output: {plots: false}
 """
 
 SWEEP = """
@@ -46,6 +47,10 @@ space:
   model.layers[0].units: {int: [2, 16]}
   model.layers[0].activation: {choice: [relu, tanh]}
 """
+
+
+# For the tests that look at no picture: Optuna's pictures of the study are not drawn.
+NO_PLOTS = "plots: false\n"
 
 
 def _sweep(write, text: str = SWEEP, base: str = BASE, trials: int | None = None) -> Path:
@@ -113,11 +118,14 @@ def test_sweep_with_pruning_writes_leaderboard_and_a_best_yaml_that_reproduces(c
     assert again == best["validation.accuracy"]
     assert Path(json.loads(trained.out)["run_dir"]).parent == Path("runs")  # the base config's
 
-    # Run again: the sweep is complete, nothing trains, the same leaderboard comes back.
+    # Run again: the sweep is complete, nothing trains, the same leaderboard comes back. With
+    # plots: false now (not part of the search: no "the sweep changed"), the pictures go.
+    path.write_text(path.read_text() + NO_PLOTS)
     rerun = cli("sweep", path, "--json")
     assert rerun.code == 0, rerun.err
     assert json.loads(rerun.out)["leaderboard"] == rows
     assert not any(line.startswith("trial ") for line in rerun.err.splitlines())
+    assert not list(directory.glob("*.png"))
     # `nntrain sweep DIR` shows the leaderboard from the study.
     shown = cli("sweep", directory, "--json")
     assert shown.code == 0 and json.loads(shown.out)["leaderboard"] == rows
@@ -125,7 +133,7 @@ def test_sweep_with_pruning_writes_leaderboard_and_a_best_yaml_that_reproduces(c
 
 def test_a_sweep_killed_mid_trial_continues_with_the_same_parameters(cli, write, tmp_path):
     # 3 trials: trial 0 finishes, trial 1 is killed and retried, and one more comes after it.
-    path = _sweep(write, trials=3)
+    path = _sweep(write, SWEEP + NO_PLOTS, trials=3)
     # SIGKILL in the middle of the 4th checkpoint write of the process: trial 1's second epoch
     # (trial 0 wrote two), after its first epoch's checkpoint.
     code, _, err = nntrain(tmp_path, "sweep", path, fault="kill:checkpoint.npz:4")
@@ -149,6 +157,7 @@ def test_a_sweep_killed_mid_trial_continues_with_the_same_parameters(cli, write,
     trials = _study_trials(tmp_path / "s")
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 3
     assert not list((tmp_path / "s").glob(".*.partial"))
+    assert not list((tmp_path / "s").glob("*.png"))  # plots: false
 
 
 def _sweep_here(capfd, monkeypatch, tmp_path, *args) -> tuple[int, str, str]:
@@ -165,7 +174,7 @@ def _sweep_here(capfd, monkeypatch, tmp_path, *args) -> tuple[int, str, str]:
 
 
 def test_two_workers_share_one_sqlite_study(write, tmp_path, capfd, monkeypatch):
-    path = _sweep(write, trials=4)
+    path = _sweep(write, SWEEP + NO_PLOTS, trials=4)
     code, out, err = _sweep_here(capfd, monkeypatch, tmp_path, path, "--jobs", "2", "--json")
     assert code == 0, err
     _check_shared(json.loads(out)["leaderboard"], _study_trials(tmp_path / "s"), 4)
@@ -221,7 +230,7 @@ def postgres():
 
 
 def test_two_workers_share_one_postgresql_study(write, tmp_path, postgres, capfd, monkeypatch):
-    path = _sweep(write, trials=4)
+    path = _sweep(write, SWEEP + NO_PLOTS, trials=4)
     code, out, err = _sweep_here(capfd, monkeypatch, tmp_path, path, "--jobs", "2", "--json",
                                  "--storage", postgres)
     assert code == 0, err
@@ -296,7 +305,7 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(cli, 
     # samples a bad one fails with that reason, and the sweep goes on to one that finishes.
     # (seed 1: the grid sampler tries the bad initializer first.)
     text = SWEEP.replace("trials: 6", "trials: 1").replace("seed: 3", "seed: 1") + \
-        "sampler: grid\n"
+        "sampler: grid\n" + NO_PLOTS
     text = text.replace("{log_uniform: [0.0001, 0.1]}", "{choice: [0.01]}") \
         .replace("{int: [2, 16]}", "{choice: [4]}").replace(
             "model.layers[0].activation: {choice: [relu, tanh]}",

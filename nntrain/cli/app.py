@@ -731,7 +731,7 @@ def sweep(
                           "command again to continue it")
     board = _sweep_board(spec, study)
     report.write_outputs(board, study, spec.directory,
-                         spec.base.config.output.model_dump(mode="json"))
+                         spec.base.config.output.model_dump(mode="json"), spec.spec.plots)
     if not quiet:
         # The table is for reading: never cut to the 80 columns of a pipe or a log file.
         print_leaderboard(err if sys.stderr.isatty() else Console(

@@ -126,8 +126,9 @@ def run_paths(board: Leaderboard, directory: Path) -> None:
 
 
 def write_outputs(board: Leaderboard, study: Any, directory: Path,
-                  base_output: dict[str, Any]) -> list[Path]:
-    """leaderboard.csv, best.yaml and the PNGs; returns what was written."""
+                  base_output: dict[str, Any], plots: bool = True) -> list[Path]:
+    """leaderboard.csv, best.yaml and, with ``plots``, the PNGs (without, none is left from
+    an earlier call: it would show fewer trials); returns what was written."""
     from nntrain.runs.rundir import atomic_write_text
 
     written = [directory / LEADERBOARD]
@@ -136,7 +137,11 @@ def write_outputs(board: Leaderboard, study: Any, directory: Path,
     if best is not None and best.run and (Path(best.run) / "config.yaml").is_file():
         atomic_write_text(directory / BEST, best_yaml(board, best, base_output, directory))
         written.append(directory / BEST)
-    written += draw_plots(study, directory)
+    if plots:
+        written += draw_plots(study, directory)
+    else:
+        for name in PLOTS:
+            (directory / name).unlink(missing_ok=True)
     return written
 
 

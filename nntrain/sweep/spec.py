@@ -61,6 +61,9 @@ class SweepSpec(BaseModel):
     space: Annotated[dict[str, Any], Field(min_length=1)]
     set: dict[str, Any] = {}
     directory: str | None = None  # relative to this file; default: next to it, named like it
+    # Optuna's pictures of the study, drawn at the end of every call (1-2 s of matplotlib);
+    # false for sweeps nobody looks at.
+    plots: bool = True
 
 
 @dataclass(frozen=True)
