@@ -62,11 +62,14 @@ def runs(tmp_path_factory):
     write_table(root / "table.csv", 400)
     (root / "table.yaml").write_text(textwrap.dedent(TABLE).lstrip())
     out = {}
+    # No pictures (no test looks at one); 20 rows a batch: every split (260, 40, 100 rows) is
+    # whole batches, so each step compiles for one batch shape only.
     for name, extra in (("table", []),
                         ("numbers", ["--set", "data.features=[x1, zone, x2]",
                                      "--set", "data.columns=null"])):
         code = main(["train", str(root / "table.yaml"), "-q", "--set",
-                     f"output.dir={root / 'runs'}", "--set", f"output.name={name}", *extra])
+                     f"output.dir={root / 'runs'}", "--set", f"output.name={name}",
+                     "--set", "output.plots=false", "--set", "training.batch_size=20", *extra])
         assert code == 0, f"training {name} failed"
         out[name] = root / "runs" / name
     return out
@@ -170,20 +173,6 @@ def test_a_bare_table_model_file_needs_its_run(runs, cli, tmp_path):
     assert "named columns" in res.err and "run directory" in res.err
 
 
-def test_text_columns_are_found_without_any_config(cli, write, tmp_path):
-    write_table(tmp_path / "table.csv", 120)
-    config = textwrap.dedent(TABLE).replace(
-        "  columns:\n    zone: {type: categorical, encoding: embedding}\n", "")
-    write("run.yaml", config.replace("epochs: 6", "epochs: 1"))
-    res = cli("train", "run.yaml", "-q", "--set", "output.name=auto")
-    assert res.code == 0, res.err
-    plan = json.loads((tmp_path / "runs" / "auto" / "columns.json").read_text())
-    types = {c["name"]: c["type"] for c in plan["columns"]}
-    # zone holds numbers, so without data.columns it is numeric.
-    assert types == {"x1": "numeric", "color": "categorical", "zone": "numeric",
-                     "x2": "numeric"}
-
-
 def test_the_vocabulary_comes_from_the_training_rows_only(tmp_path):
     from pathlib import Path
 
@@ -232,20 +221,29 @@ def test_text_in_a_column_declared_numeric_names_its_line(cli, write, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_an_empty_category_is_an_error_unless_missing_values_are_accepted(cli, write,
-                                                                          tmp_path):
+def test_text_columns_are_found_without_any_config_and_an_empty_one_is_an_error(cli, write,
+                                                                              tmp_path):
+    # ... unless missing values are accepted. One training for both.
     path = write_table(tmp_path / "table.csv", 80)
     lines = path.read_text().splitlines()
     lines[3] = lines[3].replace(lines[3].split(",")[1], "", 1)
     path.write_text("\n".join(lines) + "\n")
-    write("run.yaml", textwrap.dedent(TABLE).replace("epochs: 6", "epochs: 1"))
+    config = textwrap.dedent(TABLE).replace(
+        "  columns:\n    zone: {type: categorical, encoding: embedding}\n", "")
+    write("run.yaml", config.replace("epochs: 6", "epochs: 1"))
     res = cli("train", "run.yaml")
     assert res.code == 2
     assert res.err.startswith("table.csv:4: column 'color' is empty"), res.err
-    res = cli("train", "run.yaml", "-q", "--set", "data.missing=drop", "--set", "output.name=run")
+    res = cli("train", "run.yaml", "-q", "--set", "data.missing=drop", "--set", "output.name=auto",
+              "--set", "output.plots=false")
     assert res.code == 0, res.err
-    manifest = json.loads((tmp_path / "runs" / "run" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "runs" / "auto" / "manifest.json").read_text())
     assert sum(manifest["data"]["rows"].values()) == 79
+    plan = json.loads((tmp_path / "runs" / "auto" / "columns.json").read_text())
+    types = {c["name"]: c["type"] for c in plan["columns"]}
+    # zone holds numbers, so without data.columns it is numeric.
+    assert types == {"x1": "numeric", "color": "categorical", "zone": "numeric",
+                     "x2": "numeric"}
 
 
 def test_a_table_run_resumes_and_still_takes_raw_rows(resumed, plain_keras):
