@@ -62,8 +62,11 @@ def regression(tmp_path_factory):
     out = {}
     for name, config in (("linear", LINEAR), ("relu", NONLINEAR)):
         (root / f"{name}.yaml").write_text(textwrap.dedent(config).lstrip())
+        # No pictures (no test looks at one); 20 rows a batch: the 300 training and 100 test
+        # rows are whole batches, so each step compiles for one batch shape only.
         code = main(["train", str(root / f"{name}.yaml"), "-q", "--set",
-                     f"output.dir={root / 'runs'}", "--set", f"output.name={name}"])
+                     f"output.dir={root / 'runs'}", "--set", f"output.name={name}",
+                     "--set", "output.plots=false", "--set", "training.batch_size=20"])
         assert code == 0
         out[name] = root / "runs" / name
     return out
@@ -242,7 +245,8 @@ def test_a_streamed_run_records_its_training_rows_baseline(cli, tmp_path, write)
     config = write("streamed.yaml", LINEAR.replace("normalize: standard",
                                                    "normalize: standard, stream: true")
                    .replace("epochs: 15", "epochs: 1"))
-    assert cli("train", config, "-q", "--set", "output.name=streamed").code == 0
+    assert cli("train", config, "-q", "--set", "output.name=streamed",
+               "--set", "output.plots=false").code == 0
     run = tmp_path / "runs" / "streamed"
     recorded = json.loads((run / "baseline.json").read_text())
     ds = run_rows(load_trained(run))
