@@ -313,7 +313,8 @@ def test_a_run_on_pictures_stopped_mid_epoch_resumes(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     keras.backend.clear_session()  # both processes fresh, as `train` and `train --resume` are
-    shapes(tmp_path / "shapes", n=48)
+    # 96 training and 24 test pictures: whole batches of 8, one compiled shape per step.
+    shapes(tmp_path / "shapes", n=120)
     loaded = load_config(write_config(tmp_path), ["training.epochs=2", "training.batch_size=8",
                                                   "training.steps_per_execution=1",
                                                   "output.plots=false"])
