@@ -78,8 +78,9 @@ def train_runs(root: Path, *which: str) -> dict[str, Path]:
     for name in which:
         config = root / f"{name}.yaml"
         config.write_text(textwrap.dedent(configs[name]).lstrip())
+        # No pictures: no test looks at these runs' (test_plots and test_train do at their own).
         code = main(["train", str(config), "-q", "--set", f"output.dir={root / 'runs'}",
-                     "--set", f"output.name={name}"])
+                     "--set", f"output.name={name}", "--set", "output.plots=false"])
         assert code == 0, f"training {name} failed"
         out[name] = root / "runs" / name
     return out
