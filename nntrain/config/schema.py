@@ -616,6 +616,10 @@ class Distribution(Section):
     workers: list[str] | None = None
     worker_index: Annotated[int, Field(ge=0)] | None = None
     timeout: PositiveFloat = 60.0  # seconds to wait for the other workers, then fail
+    # multi_worker: seconds without a heartbeat after which a worker counts as lost and the
+    # others stop (TensorFlow's own default is 10; heartbeats come from a C++ thread, so a
+    # busy Python does not delay them).
+    heartbeat_timeout: PositiveFloat = 5.0
 
     @field_validator("devices")
     @classmethod

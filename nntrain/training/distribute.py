@@ -5,8 +5,9 @@ multi-worker runs MultiWorkerMirroredStrategy, which start their own gRPC server
 all-reduce the gradients. On JAX, mirrored runs use Keras's own keras.distribution.DataParallel
 over this machine's devices (each batch split along its rows, the variables replicated, XLA
 doing the all-reduce); multi-worker runs need TensorFlow. This module only builds the
-strategy, checks that the other workers are there before the first collective (which would
-otherwise wait for them), and works around three Keras bugs.
+strategy, checks that the other workers are there (before TensorFlow is imported, and again
+before the first collective, which would otherwise wait for them), sets how soon a lost worker
+is noticed (distribution.heartbeat_timeout), and works around three Keras bugs.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def make_strategy(cfg: Distribution) -> tuple[Any, Cluster | None]:
     # Creating the strategy blocks, holding the GIL, until every worker's server is up, with
     # no timeout of its own: check first that the others are there (see wait_for_peers).
     wait_for_peers(cluster, cfg.timeout)
+    _set_heartbeat_timeout(cluster, cfg.heartbeat_timeout)
     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
         tf.train.ClusterSpec({"worker": cluster.workers}), task_type="worker",
         task_id=cluster.index, rpc_layer="grpc")
@@ -105,6 +107,38 @@ def make_strategy(cfg: Distribution) -> tuple[Any, Cluster | None]:
         faulthandler.cancel_dump_traceback_later()
     _patch_keras_multi_worker()
     return strategy, cluster
+
+
+def _set_heartbeat_timeout(cluster: Cluster, seconds: float) -> None:
+    """How soon the workers notice one that stopped: tf.distribute's coordination service
+    counts a worker lost after this many seconds without its heartbeat, and the others' next
+    collective then fails (see lost_peer). TensorFlow's own 10 s, plus the time to end the
+    step, kept a user waiting about 20 s. MultiWorkerMirroredStrategy configures the service
+    itself only when nothing did, with no way to pass the timeout: nntrain configures it first,
+    as the strategy would (one standalone service, led by worker 0), with the timeout added."""
+    import inspect
+
+    import tensorflow as tf
+
+    try:
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+        from tensorflow.python.eager import context
+        configure = context.context().configure_coordination_service
+        expected = "heartbeat_timeout_in_ms" in inspect.signature(configure).parameters
+    except (ImportError, AttributeError):
+        expected = False
+    if not expected:
+        raise NntrainError(f"multi-worker training sets distribution.heartbeat_timeout through "
+                           f"tensorflow.python.eager.context's configure_coordination_service, "
+                           f"which TensorFlow {tf.__version__} does not have as expected; use "
+                           f"TensorFlow 2 (tested with {TESTED_TENSORFLOW}), or train on one "
+                           "machine")
+    if context.context().coordination_service is not None:
+        return  # configured already in this process: it takes effect only once
+    configure(service_type="standalone", service_leader="/job:worker/replica:0/task:0",
+              heartbeat_timeout_in_ms=int(seconds * 1000),
+              coordinated_jobs=[coordination_config_pb2.CoordinatedJob(
+                  name="worker", num_tasks=len(cluster.workers))])
 
 
 def split_jax_cpu(cfg: Distribution) -> None:
@@ -149,6 +183,7 @@ _uneven_patched = False
 
 # The Keras version the workarounds below are tested with (constraints.txt pins it).
 TESTED_KERAS = "3.15"
+TESTED_TENSORFLOW = "2.21"  # for the coordination service's settings (_set_heartbeat_timeout)
 
 
 def _keras_internal(module: str, name: str, params: list[str], what: str,
@@ -221,12 +256,47 @@ def _local_devices(tf: Any) -> list[str]:
     return [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
 
 
+# This worker's port, held from the first check of the peers (before TensorFlow is imported)
+# until make_strategy hands it to TensorFlow's server.
+_held: socket.socket | None = None
+
+
+def find_peers(cfg: Distribution) -> None:
+    """multi_worker, before TensorFlow is imported (11 s, a minute on a loaded machine): wait
+    for every other worker to answer, so that a missing or misaddressed one fails at once.
+    This worker's port stays held meanwhile, through the import, so that the others' checks
+    see it too; make_strategy checks again, after the import, and frees it."""
+    global _held
+    release_port()
+    cluster = cluster_of(cfg)
+    listener = _listen(cluster)
+    try:
+        _connect_all(cluster, time.monotonic() + cfg.timeout, cfg.timeout)
+    except BaseException:
+        listener.close()
+        raise
+    _held = listener
+
+
+def release_port() -> None:
+    """Free this worker's port if find_peers holds it."""
+    global _held
+    if _held is not None:
+        _held.close()
+        _held = None
+
+
 def wait_for_peers(cluster: Cluster, timeout: float) -> None:
     """Return when every other worker accepts TCP connections; raise after ``timeout``s.
 
     Meanwhile this worker listens on its own port, so that the others' checks see it; the
     port is freed on return for TensorFlow's server (the others retry through the gap)."""
-    deadline = time.monotonic() + timeout
+    release_port()
+    with _listen(cluster):
+        _connect_all(cluster, time.monotonic() + timeout, timeout)
+
+
+def _listen(cluster: Cluster) -> socket.socket:
     _, _, own_port = cluster.workers[cluster.index].rpartition(":")
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -237,8 +307,7 @@ def wait_for_peers(cluster: Cluster, timeout: float) -> None:
         listener.close()
         raise NntrainError(f"worker {cluster.index} ({cluster.workers[cluster.index]}): cannot "
                            f"listen on port {own_port}: {exc.strerror or exc}") from None
-    with listener:
-        _connect_all(cluster, deadline, timeout)
+    return listener
 
 
 def _connect_all(cluster: Cluster, deadline: float, timeout: float) -> None:

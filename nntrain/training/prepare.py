@@ -95,6 +95,8 @@ def with_backend(loaded: LoadedConfig) -> LoadedConfig:
     name = backend.choose(config.training.backend, needs_tensorflow=(
         f"distribution.strategy: {dist.strategy}" if dist.strategy == "multi_worker"
         else None))
+    if dist.strategy == "multi_worker":
+        distribute.find_peers(dist)  # before the import: a missing worker fails at once
     backend.use(name)
     if name == "jax":
         distribute.split_jax_cpu(dist)  # before jax starts
