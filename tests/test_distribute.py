@@ -98,24 +98,23 @@ def test_mirrored_on_jax_matches_one_device_and_resumes_bit_for_bit(work):
     (work / "drop.yaml").write_text(CONFIG.replace(
         "    - {type: dense, units: 1", "    - {type: dropout, rate: 0.3}\n"
         "    - {type: dense, units: 1").replace("epochs: 2", "epochs: 3"))
-    straight = runs_in_one_process(
-        work, ["train", "drop.yaml", "-q", *MIRRORED_ON_JAX, "--set", "output.name=straight"],
+    # Killed first, alone; then one process resumes it on two devices and trains the rest.
+    code, _, err = finish(start(work, "train", "drop.yaml", *MIRRORED_ON_JAX, "--set",
+                                "output.name=killed", fault="kill:checkpoint.npz:2"))
+    assert code == -9, err
+    code, out, err = finish(runs_in_one_process(
+        work, ["train", "--resume", "runs/killed"],
+        ["train", "drop.yaml", "-q", *MIRRORED_ON_JAX, "--set", "output.name=straight"],
         ["train", "run.yaml", "-q", *MIRRORED_ON_JAX, "--set", "output.name=two"],
-        ["train", "run.yaml", "-q", *ON_JAX, "--set", "output.name=one"])
-    killed = start(work, "train", "drop.yaml", *MIRRORED_ON_JAX, "--set", "output.name=killed",
-                   fault="kill:checkpoint.npz:2")
-    (c1, _, err1), (c2, _, err2) = finish(straight), finish(killed)
-    assert c1 == 0, err1
-    assert c2 == -9, err2
+        ["train", "run.yaml", "-q", *ON_JAX, "--set", "output.name=one"]))
+    assert code == 0, err
+    assert out.splitlines()[0] == "runs/killed"
 
     assert_same_metrics(recorded(work / "runs" / "one"), recorded(work / "runs" / "two"))
     manifest = json.loads((work / "runs" / "two" / "manifest.json").read_text())
     assert manifest["distribution"] == {"strategy": "mirrored", "replicas": 2}
     assert manifest["backend"] == "jax"
 
-    code, out, err = finish(nntrain(work, "train", "--resume", "runs/killed"))
-    assert code == 0, err
-    assert out.strip() == "runs/killed"
     import keras
     import numpy as np
 
@@ -128,18 +127,22 @@ def test_mirrored_on_jax_matches_one_device_and_resumes_bit_for_bit(work):
     assert json.loads((b / "manifest.json").read_text())["distribution"]["replicas"] == 2
 
 
-def test_unreachable_worker_fails_quickly_with_its_address(work):
+def test_unreachable_worker_fails_quickly_with_its_address(cli, tiny, monkeypatch):
+    """Before Keras and TensorFlow are imported (which takes a minute or more on a loaded
+    2-core machine): without the check it waits for ever."""
+    from nntrain.training import prepare
+
+    monkeypatch.delenv("KERAS_BACKEND")  # multi_worker then means TensorFlow, never imported
+    monkeypatch.setattr(prepare, "import_keras",
+                        lambda: pytest.fail("Keras was imported before the peers were checked"))
     mine, nobody = free_ports(2)
-    # Quickly: within the 5 s it was given (after TensorFlow's start, which takes a minute or
-    # more on a loaded 2-core machine), not never: without the check it waits for ever.
-    code, out, err = finish(nntrain(
-        work, "train", "run.yaml", "--strategy", "multi_worker",
-        "--workers", f"127.0.0.1:{mine},127.0.0.1:{nobody}", "--worker-index", "0",
-        "--set", "distribution.timeout=5", env=TF), timeout=180)
-    assert code == 1
-    assert f"worker 1 (127.0.0.1:{nobody}) did not answer within 5s" in err
-    assert out == ""
-    assert not (work / "runs").exists() or not any((work / "runs").iterdir())
+    r = cli("train", tiny, "--strategy", "multi_worker",
+            "--workers", f"127.0.0.1:{mine},127.0.0.1:{nobody}", "--worker-index", "0",
+            "--set", "distribution.timeout=1")
+    assert r.code == 1
+    assert f"worker 1 (127.0.0.1:{nobody}) did not answer within 1s" in r.err
+    assert r.out == ""
+    assert not (tiny.parent / "runs").exists() or not any((tiny.parent / "runs").iterdir())
 
 
 def test_worker_index_out_of_range_is_a_config_error(cli, tiny):
@@ -162,6 +165,8 @@ def test_worker_index_out_of_range_is_a_config_error(cli, tiny):
      "devices needs strategy: mirrored"),
     (["distribution.strategy=spread"], "distribution.strategy", "mirrored"),
     (["distribution.timeout=0"], "distribution.timeout", "expected a positive number"),
+    (["distribution.heartbeat_timeout=-1"], "distribution.heartbeat_timeout",
+     "expected a positive number"),
 ])
 def test_bad_distribution_sections_name_their_key(cli, tiny, sets, where, message):
     args = [a for s in sets for a in ("--set", s)]
@@ -177,9 +182,9 @@ def test_multi_worker_without_a_cluster_says_what_is_missing(cli, tiny, monkeypa
     assert "needs the workers" in r.err and "TF_CONFIG" in r.err
 
 
-# Long enough (about a second an epoch with two workers) to lose a worker in the middle. Three
-# epochs: the worker is lost in the last one, after two epochs that the resume must keep.
-LONG = CONFIG.replace("samples: 200", "samples: 1600").replace("epochs: 2", "epochs: 3") \
+# Long enough (about a second an epoch with two workers) to lose a worker in the middle. Two
+# epochs: the worker is lost in the second, after one that the resume must keep.
+LONG = CONFIG.replace("samples: 200", "samples: 1600") \
     .replace("batch_size: 32", "batch_size: 16").replace("name: tiny", "name: long")
 
 
@@ -199,18 +204,21 @@ def test_a_lost_worker_stops_the_run_and_every_worker_resumes_it_bit_for_bit(wor
 
     (work / "long.yaml").write_text(LONG)
     chief, other = cluster(work, ["long.yaml"], ["long.yaml"])
+    # The reference: two workers that are never interrupted, meanwhile (its own ports).
+    straight = cluster(work, *[["long.yaml", "--set", "output.name=straight"]] * 2)
     for line in chief.stderr:
-        if line.split()[:2] == ["epoch", "2/3"]:
+        if line.split()[:2] == ["epoch", "1/2"]:
             break
     other.kill()
-    code, out, err = finish(chief, timeout=120)  # TensorFlow's heartbeats notice; never a hang
+    # The heartbeats (distribution.heartbeat_timeout) notice; never a hang.
+    code, out, err = finish(chief, timeout=120)
     assert code == 1
     run = work / "runs" / "long"
     assert "worker 1 (127.0.0.1:" in err and "stopped during training" in err, err
     assert f"--resume {Path('runs') / 'long'}" in err, err
     assert json.loads((run / "manifest.json").read_text())["status"] == "failed"
     before = (run / "history.csv").read_text().splitlines()
-    assert len(before) >= 3  # the header and at least epochs 1 and 2
+    assert len(before) >= 2  # the header and at least epoch 1
 
     # Every worker again, on new ports: the chief continues its run and worker 1, given the
     # config (it needs no run directory), follows it.
@@ -223,11 +231,10 @@ def test_a_lost_worker_stops_the_run_and_every_worker_resumes_it_bit_for_bit(wor
     assert manifest["status"] == "finished" and len(manifest["resumes"]) == 1
     after = (run / "history.csv").read_text().splitlines()
     assert after[:len(before)] == before and [r.split(",")[0] for r in after[1:]] == \
-        ["1", "2", "3"]
+        ["1", "2"]
     # ... to the same weights, bit for bit, as two workers that were never interrupted. They
     # train one model and write one run, which only the chief reports.
-    (c0, out0, err0), (c1, out1, err1) = [finish(p) for p in cluster(
-        work, *[["long.yaml", "--set", "output.name=straight"]] * 2)]
+    (c0, out0, err0), (c1, out1, err1) = [finish(p) for p in straight]
     assert c0 == 0 and c1 == 0, err0 + err1
     assert out0.strip() == str(Path("runs") / "straight") and out1 == ""
     assert sorted(p.name for p in (work / "runs").iterdir()) == ["long", "straight"]
@@ -244,11 +251,10 @@ def test_a_lost_worker_stops_the_run_and_every_worker_resumes_it_bit_for_bit(wor
 
 
 def test_a_worker_with_a_different_config_is_refused(work):
-    (work / "long.yaml").write_text(LONG)
-    chief, other = cluster(work, ["long.yaml", "--set", "training.epochs=2"], ["long.yaml"])
+    chief, other = cluster(work, ["run.yaml", "--set", "training.epochs=3"], ["run.yaml"])
     (c0, _, err0), (c1, out1, err1) = finish(chief), finish(other)
     assert c1 == 2 and out1 == ""
-    assert "this worker's config differs from the chief's: training.epochs: 2 -> 3" in err1
+    assert "this worker's config differs from the chief's: training.epochs: 3 -> 2" in err1
     assert c0 == 1 and "worker 1" in err0
 
 
@@ -265,8 +271,11 @@ def test_the_jax_patch_refuses_a_keras_it_does_not_fit(monkeypatch):
         distribute._patch_keras_uneven_batches()
 
 
-def test_the_keras_patch_refuses_a_keras_it_does_not_fit(monkeypatch):
+def test_the_multi_worker_workarounds_refuse_versions_they_do_not_fit(monkeypatch):
+    """The Keras patch and the coordination service's heartbeat setting (one test: both
+    import TensorFlow)."""
     from keras.src.backend.tensorflow import trainer
+    from tensorflow.python.eager import context
 
     from nntrain.errors import NntrainError
     from nntrain.training import distribute
@@ -276,3 +285,10 @@ def test_the_keras_patch_refuses_a_keras_it_does_not_fit(monkeypatch):
     with pytest.raises(NntrainError, match=r"multi-worker training works around a Keras bug "
                        r"by replacing .*reduce_per_replica.*tested with 3\.15"):
         distribute._patch_keras_multi_worker()
+
+    monkeypatch.setattr(context.Context, "configure_coordination_service",
+                        lambda self, service_type, service_leader="": None)
+    with pytest.raises(NntrainError, match=r"multi-worker training sets distribution\."
+                       r"heartbeat_timeout through .*configure_coordination_service.*tested "
+                       r"with 2\.21"):
+        distribute._set_heartbeat_timeout(distribute.Cluster(["a:1", "b:2"], 0), 5)
