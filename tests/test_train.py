@@ -21,25 +21,53 @@ def train(cli, config, *extra):
     return Path(res.out.strip()), res
 
 
-# The reference, shuffled and not, in one separate process: nothing of nntrain's state can leak
-# into it (and one start instead of two: each costs seconds of imports). Each run seeds Keras,
-# NumPy and Python afresh, as a process of its own would.
-REFERENCES = ("import json, reference_tutorial as r\n"
-              "print(json.dumps({s: r.run(42, shuffle=s == 'shuffled') "
-              "for s in ('shuffled', 'in order')}))")
+# Pictures off where a test looks at none (test_plots and test_run_directory_contents do):
+# drawing them is a good part of a tiny run's time.
+NO_PLOTS = ("--set", "output.plots=false")
+
+# Plain Keras in one separate process, where nothing of nntrain's state can leak in and nntrain
+# is never imported: the tutorial's reference, shuffled and not (each run seeds Keras, NumPy and
+# Python afresh, as a process of its own would), then a model nntrain saved, loaded and asked
+# for predictions. One start instead of two: each costs seconds of imports.
+PLAIN_KERAS = """
+import json, sys
+import reference_tutorial as r
+refs = {s: r.run(42, shuffle=s == 'shuffled') for s in ('shuffled', 'in order')}
+import numpy as np, keras
+m = keras.models.load_model(sys.argv[1])
+np.save(sys.argv[3], m.predict(np.load(sys.argv[2]), verbose=0))
+print(json.dumps({'references': refs,
+                  'nntrain': any(k.startswith('nntrain') for k in sys.modules)}))
+"""
 
 
 @pytest.fixture(scope="module")
-def references():
-    return json.loads(subprocess.run([sys.executable, "-c", REFERENCES], cwd=ROOT / "tests",
-                                     capture_output=True, text=True, check=True).stdout)
+def plain_keras(tmp_path_factory):
+    """The other process's results: references (the tutorial's, by 'shuffled' and 'in order'),
+    and, for the model of TINY's run (run_dir), the inputs x, its predictions y and whether it
+    imported nntrain."""
+    from nntrain.cli.app import main
+
+    root = tmp_path_factory.mktemp("plain-keras")
+    (root / "tiny.yaml").write_text(TINY)
+    assert main(["train", str(root / "tiny.yaml"), "-q", *NO_PLOTS,
+                 "--set", f"output.dir={root / 'runs'}"]) == 0, "training tiny failed"
+    run_dir = root / "runs" / "tiny"
+    x = np.random.RandomState(0).rand(5, 2).astype(np.float32)
+    np.save(root / "x.npy", x)
+    out = subprocess.run([sys.executable, "-c", PLAIN_KERAS, str(run_dir / "model.keras"),
+                          str(root / "x.npy"), str(root / "y.npy")], cwd=ROOT / "tests",
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    return {**doc, "run_dir": run_dir, "x": x, "y": np.load(root / "y.npy")}
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
-def test_tutorial_matches_the_hand_written_keras_program(cli, references, shuffle):
-    ref = references["shuffled" if shuffle else "in order"]
+def test_tutorial_matches_the_hand_written_keras_program(cli, plain_keras, shuffle):
+    ref = plain_keras["references"]["shuffled" if shuffle else "in order"]
     run_dir, _ = train(cli, ROOT / "configs" / "tutorial.yaml",
-                       "--set", f"training.shuffle={str(shuffle).lower()}")
+                       "--set", f"training.shuffle={str(shuffle).lower()}", *NO_PLOTS)
     # The weights, not 20 rows' accuracy (which a different model can match by chance):
     # bit for bit, float32 -> float64 -> JSON -> float64 being exact.
     import keras
@@ -53,11 +81,6 @@ def test_tutorial_matches_the_hand_written_keras_program(cli, references, shuffl
     assert test["accuracy"] == pytest.approx(ref["accuracy"], abs=1e-6)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["data"]["rows"] == {"train": 80, "validation": 0, "test": 20}
-
-
-# Pictures off where a test looks at none (test_plots and test_run_directory_contents do):
-# drawing them is a good part of a tiny run's time.
-NO_PLOTS = ("--set", "output.plots=false")
 
 
 def test_same_config_and_seed_give_identical_metrics(cli, tiny):
@@ -97,23 +120,13 @@ def test_run_directory_contents(cli, tiny, tmp_path):
     assert "final metrics" in res.err and "run directory: runs/tiny" in res.err
 
 
-def test_saved_model_loads_without_nntrain_and_predicts_the_same(cli, tiny, tmp_path):
-    run_dir, _ = train(cli, tiny, *NO_PLOTS)
-    x = np.random.RandomState(0).rand(5, 2).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
+def test_saved_model_loads_without_nntrain_and_predicts_the_same(plain_keras):
     import keras
 
-    expected = keras.models.load_model(run_dir / "model.keras").predict(x, verbose=0)
-    code = (
-        "import sys, numpy as np, keras\n"
-        "m = keras.models.load_model(sys.argv[1])\n"
-        "np.save(sys.argv[3], m.predict(np.load(sys.argv[2]), verbose=0))\n"
-        "assert not any(k.startswith('nntrain') for k in sys.modules), 'nntrain was imported'\n"
-    )
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / run_dir / "model.keras"),
-                    str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], check=True,
-                   cwd=tmp_path)
-    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-6)
+    expected = keras.models.load_model(plain_keras["run_dir"] / "model.keras").predict(
+        plain_keras["x"], verbose=0)
+    assert not plain_keras["nntrain"], "nntrain was imported"
+    np.testing.assert_allclose(plain_keras["y"], expected, rtol=1e-6)
 
 
 def test_existing_run_is_not_overwritten_without_force(cli, tiny, tmp_path):
@@ -145,7 +158,7 @@ def test_csv_data_with_text_labels(cli, write):
         training: {loss: sparse_categorical_crossentropy, metrics: [accuracy], epochs: 1}
         output: {name: pets}
     """)
-    run_dir, _ = train(cli, cfg)
+    run_dir, _ = train(cli, cfg, *NO_PLOTS)
     assert json.loads((run_dir / "labels.json").read_text()) == ["cat", "dog"]
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert Path(resolved["data"]["path"]).is_absolute()
@@ -164,7 +177,7 @@ def test_leaky_relu_follows_the_tutorial_slope(cli, write):
         training: {loss: binary_crossentropy, epochs: 1}
         output: {name: leaky}
     """)
-    run_dir, _ = train(cli, cfg)
+    run_dir, _ = train(cli, cfg, *NO_PLOTS)
     model = keras.models.load_model(run_dir / "model.keras")
     slopes = [layer.negative_slope for layer in model.layers
               if isinstance(layer, keras.layers.LeakyReLU)]
