@@ -36,8 +36,12 @@ def test_usage_errors_exit_2(cli):
     assert res.code == 2 and "--no-such-flag" in res.err
 
 
+# Pictures off where a test looks at none: drawing them is a good part of a tiny run's time.
+NO_PLOTS = ("--set", "output.plots=false")
+
+
 def test_train_prints_the_run_dir_on_stdout_and_progress_on_stderr(cli, tiny, tmp_path):
-    res = cli("train", tiny)
+    res = cli("train", tiny, *NO_PLOTS)
     assert res.code == 0, res.err
     assert res.out == "runs/tiny\n"
     assert "epoch 1/2" in res.err and "epoch 2/2" in res.err
@@ -46,7 +50,7 @@ def test_train_prints_the_run_dir_on_stdout_and_progress_on_stderr(cli, tiny, tm
 
 
 def test_train_json_and_quiet(cli, tiny):
-    res = cli("train", tiny, "--json", "--quiet")
+    res = cli("train", tiny, "--json", "--quiet", *NO_PLOTS)
     assert res.code == 0 and res.err == ""
     doc = json.loads(res.out)
     assert doc["run_dir"] == "runs/tiny" and doc["epochs"] == 2
@@ -196,14 +200,14 @@ def test_data_option_reads_stdin(cli, tmp_path, monkeypatch):
     rows = "x0,x1,y\n" + "".join(f"{i / 10},{(i % 3) / 3},{i % 2}\n" for i in range(40))
     monkeypatch.setattr("sys.stdin", io.StringIO(rows))
     res = cli("train", ROOT / "configs" / "moons.yaml", "--data", "-", "--set",
-              "training.epochs=1", "--set", "output.name=piped", "-q")
+              "training.epochs=1", "--set", "output.name=piped", *NO_PLOTS, "-q")
     assert res.code == 0, res.err
     manifest = json.loads((tmp_path / "runs" / "piped" / "manifest.json").read_text())
     assert sum(manifest["data"]["rows"].values()) == 40
     # The resolved config says where its data came from, in the words that were typed.
     header = (tmp_path / "runs" / "piped" / "config.yaml").read_text().splitlines()[0]
     assert header.endswith("moons.yaml with --set training.epochs=1 --set output.name=piped "
-                           "--data -"), header
+                           "--set output.plots=false --data -"), header
     res = cli("train", ROOT / "configs" / "tutorial.yaml", "--data", "x.csv")
     assert res.code == 2 and "data.source is csv" in res.err
     # Located at the key that decides it, as every config error is.

@@ -83,13 +83,31 @@ def test_confusion_matrix_for_eval(tmp_path):
     assert not (tmp_path / "bad.png").exists()
 
 
-def test_a_command_draws_in_a_helper_process_and_gets_the_same_pictures(tiny, tmp_path):
-    """A fresh `nntrain train` process (no matplotlib loaded) draws in its helper process."""
+# `nntrain train` in a fresh process, which first checks what Keras's start-up loaded and, at the
+# end, that matplotlib still imports: one process for both, as each costs seconds of imports.
+FRESH_TRAIN = """
+import sys
+from nntrain.tf import import_keras
+import_keras()
+assert 'matplotlib' not in sys.modules, 'matplotlib imported by Keras start-up'
+from nntrain.cli.app import main
+code = main(sys.argv[1:])
+assert 'matplotlib' not in sys.modules, 'the pictures were drawn in this process'
+import matplotlib.figure
+sys.exit(code)
+"""
+
+
+def test_a_fresh_process_starts_keras_without_matplotlib_and_draws_in_a_helper(tiny,
+                                                                             tmp_path):
+    """Keras imports matplotlib.pyplot when it can (half a second); nntrain hides it. A fresh
+    `nntrain train` process (no matplotlib loaded) draws in its helper process, and gets the
+    same pictures."""
     import os
 
     from conftest import ROOT
 
-    res = subprocess.run([sys.executable, "-m", "nntrain", "train", str(tiny), "-q"],
+    res = subprocess.run([sys.executable, "-c", FRESH_TRAIN, "train", str(tiny), "-q"],
                          cwd=tmp_path, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert res.returncode == 0, res.stderr
@@ -110,15 +128,6 @@ def test_pictures_are_drawn_here_when_the_helper_cannot(tmp_path, command):
         painter.submit([("curves", (history, tmp_path / "c.png"), {})])
         assert painter.finish() == [tmp_path / "c.png"]
     png_size(tmp_path / "c.png")
-
-
-def test_keras_start_up_does_not_load_matplotlib():
-    """Keras imports matplotlib.pyplot when it can (half a second); nntrain hides it."""
-    code = ("import sys\nfrom nntrain.tf import import_keras\nimport_keras()\n"
-            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
-            "import matplotlib.figure\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
 
 
 def test_tensorboard_logs_epoch_scalars_for_training_and_validation(cli, tiny, tmp_path):
