@@ -12,6 +12,9 @@ import pytest
 
 from conftest import TINY
 
+# Pictures off where a test looks at none: drawing them is a good part of a tiny run's time.
+NO_PLOTS = ("--set", "output.plots=false")
+
 
 def _csv(path: Path, x: np.ndarray, y: np.ndarray, target: str = "y") -> Path:
     names = [f"x{i}" for i in range(x.shape[1])]
@@ -70,7 +73,8 @@ def test_class_weight_by_label_and_unknown_label(cli, write, tmp_path):
          np.where(np.arange(100) % 5 == 0, "rare", "common"), "label")
     good = write("good.yaml", IMBALANCED.format(weight="class_weight: {rare: 4}",
                                                 name="good"))
-    res = cli("train", good)
+    # One epoch: the weights are recorded, not learned from.
+    res = cli("train", good, "--set", "training.epochs=1")
     assert res.code == 0, res.err
     manifest = json.loads((Path(res.out.strip()) / "manifest.json").read_text())
     assert manifest["class_weight"] == {"rare": 4.0}
@@ -96,7 +100,7 @@ def test_early_stopping_reports_stopped_and_restored_epochs(cli, write, tmp_path
     # A learning rate this high makes val_loss stop improving within a few epochs.
     config = write("es.yaml", TINY.replace("epochs: 2", "epochs: 60\n  early_stopping: "
                                            "{monitor: val_loss, patience: 3}"))
-    res = cli("train", config, "--jsonl")
+    res = cli("train", config, "--jsonl", *NO_PLOTS)
     assert res.code == 0, res.err
     lines = [json.loads(line) for line in res.out.splitlines()]
     end = lines[-1]["early_stopping"]
@@ -119,7 +123,7 @@ def test_per_class_csv_has_evals_numbers_and_a_note_for_unused_units(cli, write)
     config = write("m.yaml", TINY.replace("units: 1, activation: sigmoid",
                                           "units: 3, activation: softmax").replace(
         "binary_crossentropy", "sparse_categorical_crossentropy"))
-    res = cli("train", config)
+    res = cli("train", config, *NO_PLOTS)
     assert res.code == 0, res.err
     assert "note: the output layer has 3 units but the labels have 2 classes: 1 unit no " \
            "label uses (model.layers[1].units: 2 fits the data)" in res.err
@@ -197,7 +201,7 @@ def test_target_normalize_on_a_classifier_is_a_config_error(cli, write):
 
 
 FOLDS = TINY.replace("split: {validation: 0.1, test: 0.2}", "split: {test: 0.2, folds: 5}") \
-    .replace("epochs: 2", "epochs: 1")
+    .replace("epochs: 2", "epochs: 1").replace("name: tiny", "name: tiny\n  plots: false")
 
 
 def test_five_folds_report_each_fold_and_their_mean_and_std(cli, write, tmp_path):
