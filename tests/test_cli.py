@@ -15,12 +15,18 @@ NNTRAIN = [sys.executable, "-m", "nntrain"]
 
 
 def test_help_is_fast_and_never_imports_tensorflow():
+    # Every command's help in one fresh process (test_eval's check of the using side's
+    # commands lives here too: one process start instead of two).
     code = ("import sys\nfrom nntrain.cli.app import main\nrc = main(['--help'])\n"
-            "assert rc == 0, rc\nassert 'tensorflow' not in sys.modules\n"
+            "assert rc == 0, rc\n"
+            "for command in ('eval', 'predict', 'export', 'runs'):\n"
+            "    assert main([command, '--help']) == 0, command\n"
+            "assert 'tensorflow' not in sys.modules\n"
             "assert 'keras' not in sys.modules\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    for command in ("train", "validate", "schema", "generate-data"):
+    for command in ("train", "validate", "schema", "generate-data", "eval", "predict", "export",
+                    "runs"):
         assert command in res.stdout
 
 
