@@ -31,8 +31,8 @@ from nntrain.data.baseline import BASELINE, TrainingRows
 from nntrain.errors import DataError, UsageError, did_you_mean
 from nntrain.runs.rundir import read_json
 from nntrain.tf import import_keras
-from nntrain.use.load import (BATCH_ROWS, InputRows, Trained, load_trained, read_labeled,
-                              run_rows, split_batches)
+from nntrain.use.load import (BATCH_ROWS, InputRows, Trained, in_batches, load_trained,
+                              read_labeled, run_rows, split_batches)
 
 
 # Completeness: |sum of attributions - (f(row) - f(baseline))| must be within this fraction of
@@ -133,10 +133,7 @@ class ModelFunction:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Raw outputs of every row, BATCH_ROWS at a time: shape (rows, outputs)."""
-        if not len(x):
-            return np.zeros((0, self.n_outputs), np.float32)
-        return np.concatenate([self.outputs(x[i:i + BATCH_ROWS]).reshape(-1, self.n_outputs)
-                               for i in range(0, len(x), BATCH_ROWS)])
+        return in_batches(self.outputs, x, self.n_outputs)
 
 
 def _explained_output(trained: Trained, ops: Any) -> Callable[[Any, Any], Any]:
@@ -389,8 +386,7 @@ class _TableEncoding:
         return cls(trained, joined)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        return np.concatenate([self._encode(x[i:i + BATCH_ROWS])
-                               for i in range(0, len(x), BATCH_ROWS)]).astype(np.float32)
+        return in_batches(self._encode, x, self.merge.shape[0]).astype(np.float32)
 
     def mean(self, ds: Any) -> np.ndarray:
         """The training rows' mean encoding: a category's one-hot unit holds its share of the

@@ -475,10 +475,16 @@ def forward_pass(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
+def in_batches(forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+               width: int) -> np.ndarray:
+    """``forward`` of every row, BATCH_ROWS at a time; shape (rows, width)."""
+    if not len(x):
+        return np.zeros((0, width), dtype=np.float32)
+    return np.concatenate([forward(x[i:i + BATCH_ROWS]).reshape(-1, width)
+                           for i in range(0, len(x), BATCH_ROWS)])
+
+
 def predict_all(trained: Trained, x: np.ndarray,
                 forward: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Raw model outputs for every row, BATCH_ROWS at a time; shape (rows, outputs)."""
-    forward = forward or forward_pass(trained.model)
-    if not len(x):
-        return np.zeros((0, trained.n_outputs), dtype=np.float32)
-    return np.concatenate([forward(x[i:i + BATCH_ROWS]) for i in range(0, len(x), BATCH_ROWS)])
+    return in_batches(forward or forward_pass(trained.model), x, trained.n_outputs)
