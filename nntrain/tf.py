@@ -56,7 +56,14 @@ def import_keras() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Set TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's (or XLA's) start-up messages.
     quiet = os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0"
-    with _captured_stderr() if quiet else contextlib.nullcontext(), _without_matplotlib():
+    # Keras imports matplotlib.pyplot at start-up when it is installed, for
+    # keras.visualization, which nntrain never calls: half a second of CPU on every command
+    # (nntrain.plots imports matplotlib, without pyplot, when a run draws its pictures). On
+    # TensorFlow, its TFLite module imports JAX when installed (as it is with nntrain), for a
+    # converter from JAX functions that nntrain never calls: a second more.
+    hidden = ("matplotlib", "matplotlib.pyplot",
+              *(("jax",) if os.environ["KERAS_BACKEND"] == "tensorflow" else ()))
+    with _captured_stderr() if quiet else contextlib.nullcontext(), _hidden(*hidden):
         if os.environ["KERAS_BACKEND"] == "tensorflow":
             import tensorflow as tf
 
@@ -87,12 +94,10 @@ def import_tensorflow() -> Any:
 
 
 @contextlib.contextmanager
-def _without_matplotlib() -> Iterator[None]:
-    """Keras imports matplotlib.pyplot at start-up when it is installed, for
-    keras.visualization, which nntrain never calls: half a second of CPU on every command.
-    Hide matplotlib while keras is imported; nntrain.plots imports it (without pyplot) when
-    a run draws its pictures."""
-    hidden = [name for name in ("matplotlib", "matplotlib.pyplot") if name not in sys.modules]
+def _hidden(*names: str) -> Iterator[None]:
+    """Make ``import NAME`` fail with ImportError in the block, for each of ``names`` not
+    imported already; afterwards they import as usual."""
+    hidden = [name for name in names if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # makes `import` raise ImportError
     try:

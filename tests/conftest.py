@@ -32,6 +32,18 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # over (JAX's "Error writing persistent compilation cache entry" warning).
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(256 * 2**20))
 
+# XLA compiles each model and batch shape at its lowest optimization level, without its newer
+# CPU fusion emitters. The suite compiles about a thousand tiny models and runs each for a few
+# steps, so compiling was its largest single cost: these flags cut the suite's CPU time by
+# 18% (docs/benchmarks.md, "The test suite"). Only the last bits of the numbers change, the
+# same way in every process of the session, so every comparison in the suite (resumed against
+# straight, nntrain against hand-written Keras, eval against metrics.json) still holds bit
+# for bit. test_backend's fresh JAX process trains and resumes at XLA's defaults, as users
+# do; set XLA_FLAGS yourself (even to nothing) to run the whole suite so.
+if "XLA_FLAGS" not in os.environ:
+    os.environ["XLA_FLAGS"] = ("--xla_backend_optimization_level=0 "
+                               "--xla_cpu_use_fusion_emitters=false")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Runs in this process draw their pictures here rather than in a helper process (nntrain.plots

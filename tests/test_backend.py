@@ -62,10 +62,10 @@ print(json.dumps({"backend": keras.backend.backend(), "predictions": pred.ravel(
 """
 
 
-def python(cwd, code: str, backend: str | None) -> dict:
+def python(cwd, code: str, backend: str | None, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     env.update(PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2",
-               **({"KERAS_BACKEND": backend} if backend else {}))
+               **({"KERAS_BACKEND": backend} if backend else {}), **extra)
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -74,7 +74,9 @@ def python(cwd, code: str, backend: str | None) -> dict:
 
 def test_a_jax_run_resumes_bit_for_bit_and_its_model_loads_on_tensorflow(tmp_path):
     (tmp_path / "run.yaml").write_text(DROPOUT)
-    jax = python(tmp_path, ON_JAX, backend=None)  # training.backend: jax decides
+    # At XLA's default optimization, as users train (conftest lowers it for the rest of the
+    # suite).
+    jax = python(tmp_path, ON_JAX, backend=None, XLA_FLAGS="")  # training.backend: jax decides
     assert jax["backend"] == "jax"
     assert jax["tensorflow_imported"] is False  # in-memory rows: no TensorFlow start-up
     straight, part = tmp_path / "runs" / "straight", tmp_path / "runs" / "part"
