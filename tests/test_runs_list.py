@@ -71,6 +71,25 @@ def test_unknown_sort_key(cli, runs_dir):
     assert res.code == 2 and "did you mean 'test.accuracy'?" in res.err
 
 
+def test_only_metrics_of_a_split_sort(cli, runs_dir, tmp_path):
+    """metrics.json's early-stopping record (and a k-fold run's folds and std) are no metrics
+    to sort by: neither offered nor taken, with or without a split."""
+    runs = tmp_path / "runs"
+    shutil.copytree(runs_dir / "first", runs / "first")
+    doc = json.loads((runs / "first" / "metrics.json").read_text())
+    doc["early_stopping"] = {"monitor": "val_loss", "stopped_epoch": None, "epochs_run": 2,
+                             "patience": 3, "best_epoch": 2, "best": 0.5, "restored_epoch": 2}
+    (runs / "first" / "metrics.json").write_text(json.dumps(doc))
+    for key in ("early_stopping.best", "patience"):
+        res = cli("runs", runs, "--sort", key)
+        assert res.code == 2 and f"no run has a metric '{key}'" in res.err, res.err
+        choices = res.err.split("choose one of: ")[1].strip().split(", ")
+        assert choices[:4] == ["name", "started", "status", "epochs"]
+        assert "test.accuracy" in choices[4:]
+        assert all(c.split(".")[0] in ("train", "validation", "test") for c in choices[4:])
+    assert cli("runs", runs, "--sort", "validation.loss").code == 0
+
+
 def test_json_and_incomplete_runs(cli, runs_dir):
     res = cli("runs", runs_dir, "--json", "--all")
     assert res.code == 0 and res.err == ""

@@ -13,6 +13,7 @@ from nntrain.runs.rundir import CONFIG, MANIFEST, METRICS, MODEL, read_json
 
 RUN_FIELDS = ("name", "started", "status", "epochs")
 PARTIAL = ".partial"
+SPLITS = ("test", "validation", "train")  # headline order: the first a run has
 
 
 @dataclass
@@ -32,11 +33,14 @@ class RunSummary:
     @property
     def headline_split(self) -> str | None:
         """The split whose numbers headline the run: test, else validation, else train."""
-        return next((s for s in ("test", "validation", "train") if self.metrics.get(s)), None)
+        return next((s for s in SPLITS if self.metrics.get(s)), None)
 
     def metric(self, key: str) -> float | None:
-        """'test.accuracy', or 'accuracy' on the headline split."""
+        """'test.accuracy', or 'accuracy' on the headline split. metrics.json's other
+        records (early_stopping, a k-fold run's folds and std) hold no metric of the run."""
         split, _, name = key.rpartition(".")
+        if split and split not in SPLITS:
+            return None
         values = self.metrics.get(split or self.headline_split or "", {})
         value = values.get(name) if isinstance(values, dict) else None
         return float(value) if isinstance(value, (int, float)) else None
@@ -121,7 +125,7 @@ def sort_runs(runs: list[RunSummary], key: str, *, reverse: bool = False) -> lis
             return (value is None, value if value is not None else 0)
         return sorted(runs, key=field_value, reverse=reverse)
     available = sorted({f"{s}.{m}" for r in runs for s, v in r.metrics.items()
-                        if isinstance(v, dict) for m in v})
+                        if s in SPLITS and isinstance(v, dict) for m in v})
     bare = {k.split(".", 1)[1] for k in available}
     if key not in available and key not in bare:
         choices = [*RUN_FIELDS, *available]
