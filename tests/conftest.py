@@ -122,7 +122,6 @@ LONG_FIRST = (
     "tests/test_sweep.py::test_a_sweep_killed",
     "tests/test_sweep.py::test_two_workers",
     "tests/test_distribute.py::test_a_lost_worker",
-    "tests/test_newuser.py::test_a_kfold_run",
     "tests/test_sweep.py::test_sweep_with_pruning",
     "tests/test_resume.py::test_sig",
     "tests/test_tables.py::test_five_folds",
