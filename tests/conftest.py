@@ -116,8 +116,10 @@ def tiny(write):
 
 # Started first when the suite runs on several pytest-xdist workers (python3 tasks.py test):
 # the longest tests, so that short ones fill in the end instead of one worker finishing a long
-# test alone. Node id prefixes, longest first (from `pytest --durations=30`); the rest keep
-# their order.
+# test alone. Node id prefixes, longest first (from `pytest --durations=30`). A long test's
+# whole file moves with it, its long tests first: the tests of a file share module fixtures
+# (trained runs, fresh processes), which every worker that runs one of them builds again, and
+# pytest-xdist hands a worker neighbouring tests. The rest keep their order.
 LONG_FIRST = (
     "tests/test_sweep.py::test_a_sweep_killed",
     "tests/test_sweep.py::test_two_workers",
@@ -129,15 +131,17 @@ LONG_FIRST = (
     "tests/test_train.py::test_tutorial_matches",
     "tests/test_tabular.py::test_a_table_run_resumes",
     "tests/test_backend.py::test_a_jax_run",
-    "tests/test_distribute.py",
-    "tests/test_resume.py",
-    "tests/test_sweep.py",
 )
 
 
 def pytest_collection_modifyitems(items):
-    def rank(item) -> int:
-        return next((i for i, prefix in enumerate(LONG_FIRST) if item.nodeid.startswith(prefix)),
+    def rank(nodeid: str) -> int:
+        return next((i for i, prefix in enumerate(LONG_FIRST) if nodeid.startswith(prefix)),
                     len(LONG_FIRST))
 
-    items.sort(key=rank)  # stable: the same order as before within a rank
+    files: dict[str, int] = {}
+    for item in items:
+        file = item.nodeid.split("::")[0]
+        files[file] = min(files.get(file, len(LONG_FIRST)), rank(item.nodeid))
+    # stable: the same order as before within a rank
+    items.sort(key=lambda item: (files[item.nodeid.split("::")[0]], rank(item.nodeid)))
