@@ -19,14 +19,15 @@ ROOT = Path(__file__).resolve().parent.parent
 FAULTS = str(ROOT / "tests" / "faults.py")  # nntrain with a fault injected in its writes
 
 
-def env(**extra: str) -> dict[str, str]:
+def env(**extra: str | None) -> dict[str, str]:
     """This environment, with this tree's nntrain first on the path (for `python -m nntrain`
-    from any working directory)."""
-    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
+    from any working directory); a None in ``extra`` leaves that variable out."""
+    merged = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
+    return {k: v for k, v in merged.items() if v is not None}
 
 
 def start(cwd: Path, *args: object, fault: str | None = None,
-          extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+          extra_env: dict[str, str | None] | None = None) -> subprocess.Popen:
     """`nntrain ARGS` in a process of its own; with ``fault`` (kill:NAME:N, enospc:NAME:N),
     through tests/faults.py."""
     command = ["-m", "nntrain"] if fault is None else [FAULTS, fault]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,11 @@ def with_backend(loaded: LoadedConfig) -> LoadedConfig:
         else None))
     if dist.strategy == "multi_worker":
         distribute.find_peers(dist)  # before the import: a missing worker fails at once
+        # When a worker stops, TensorFlow's C++ runtime logs the abort of every collective on
+        # the workers left (seven ERROR lines each) before nntrain says in one line which
+        # worker stopped and how to resume (distribute.lost_peer). Only FATAL, unless the
+        # user chose a level; TF_CPP_MIN_LOG_LEVEL=2 (or 0) shows them.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     backend.use(name)
     if name == "jax":
         distribute.split_jax_cpu(dist)  # before jax starts
