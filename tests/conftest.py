@@ -109,6 +109,11 @@ output:
 """
 
 
+# `--set output.plots=false`, for the runs of tests that look at no picture: drawing them is a
+# good part of a tiny run's time.
+NO_PLOTS = ("--set", "output.plots=false")
+
+
 @pytest.fixture
 def tiny(write):
     return write("tiny.yaml", TINY)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import NO_PLOTS, ROOT
 
 NNTRAIN = [sys.executable, "-m", "nntrain"]
 
@@ -40,10 +40,6 @@ def test_usage_errors_exit_2(cli):
     assert res.code == 2 and "name a config file" in res.err
     res = cli("train", "x.yaml", "--no-such-flag")
     assert res.code == 2 and "--no-such-flag" in res.err
-
-
-# Pictures off where a test looks at none: drawing them is a good part of a tiny run's time.
-NO_PLOTS = ("--set", "output.plots=false")
 
 
 def test_train_prints_the_run_dir_on_stdout_and_progress_on_stderr(cli, tiny, tmp_path):

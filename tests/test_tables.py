@@ -10,10 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY
-
-# Pictures off where a test looks at none: drawing them is a good part of a tiny run's time.
-NO_PLOTS = ("--set", "output.plots=false")
+from conftest import NO_PLOTS, TINY
 
 
 def _csv(path: Path, x: np.ndarray, y: np.ndarray, target: str = "y") -> Path:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, TINY
+from conftest import NO_PLOTS, ROOT, TINY
 
 
 def train(cli, config, *extra):
@@ -20,10 +20,6 @@ def train(cli, config, *extra):
     assert res.code == 0, res.err
     return Path(res.out.strip()), res
 
-
-# Pictures off where a test looks at none (test_plots and test_run_directory_contents do):
-# drawing them is a good part of a tiny run's time.
-NO_PLOTS = ("--set", "output.plots=false")
 
 # Plain Keras in one separate process, where nothing of nntrain's state can leak in and nntrain
 # is never imported: the tutorial's reference, shuffled and not (each run seeds Keras, NumPy and

@@ -262,7 +262,7 @@ _held: socket.socket | None = None
 
 
 def find_peers(cfg: Distribution) -> None:
-    """multi_worker, before TensorFlow is imported (11 s, a minute on a loaded machine): wait
+    """multi_worker, before TensorFlow is imported (seconds, a minute on a loaded machine): wait
     for every other worker to answer, so that a missing or misaddressed one fails at once.
     This worker's port stays held meanwhile, through the import, so that the others' checks
     see it too; make_strategy checks again, after the import, and frees it."""
