@@ -3,6 +3,9 @@
     python tests/faults.py kill:NAME:N ARGS...    SIGKILL in the middle of the N-th write of
                                                  file NAME (its temporary file half-written)
     python tests/faults.py enospc:NAME:N ARGS...  that write fails as a full disk would
+    python tests/faults.py kill:step:N ARGS...    SIGKILL right after the N-th training step
+                                                 (counted across epochs): a worker of a
+                                                 multi-worker run lost at a known step
     python tests/faults.py --runs JSON            several runs in this one process, one after
                                                  the other: JSON is a list of [SPEC or null,
                                                  ARGS...]; after each, "faults.py: exit CODE"
@@ -13,8 +16,9 @@ or, in a test's own process, monkeypatch.setattr(rundir, "before_sync", hook(SPE
 --runs saves a process (and its ~5 s of importing Keras) for each run that a signal stops
 without ending the process: only a SIGKILL needs a process to itself, and it comes last.
 
-The fault is installed through runs.rundir.before_sync, so nntrain's own write path carries no
-fault-injection code.
+The faults in writes are installed through runs.rundir.before_sync, the step kill through the
+on_batch callback that the CLI hands to training, so nntrain itself carries no fault-injection
+code.
 """
 
 from __future__ import annotations
@@ -32,7 +36,33 @@ from nntrain.runs import rundir
 
 
 def install(spec: str) -> None:
-    rundir.before_sync = hook(spec)
+    if spec.split(":")[:2] == ["kill", "step"]:
+        _kill_after_step(int(spec.split(":")[2]))
+    else:
+        rundir.before_sync = hook(spec)
+
+
+def _kill_after_step(nth: int) -> None:
+    """SIGKILL this process when its ``nth`` training step ends, through the on_batch
+    callback that `nntrain train` passes to nntrain.training.train.train."""
+    from nntrain.training import train as training
+
+    run = training.train
+
+    def train(*args, on_batch=None, **kwargs):
+        steps = 0
+
+        def batch(step: int, per_epoch: int, logs: dict) -> None:
+            nonlocal steps
+            steps += 1
+            if steps == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if on_batch is not None:
+                on_batch(step, per_epoch, logs)
+
+        return run(*args, on_batch=batch, **kwargs)
+
+    training.train = train
 
 
 def hook(spec: str):

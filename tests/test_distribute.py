@@ -21,10 +21,6 @@ CONFIG = TINY.replace("batch_size: 32", "batch_size: 32\n  shuffle: false") + \
     "  plots: false\n"
 
 
-def nntrain(cwd: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
-    return start(cwd, *args, extra_env=env)
-
-
 # tf.distribute's strategies: these runs pin TensorFlow, whatever KERAS_BACKEND the suite
 # runs on (multi_worker needs it; mirrored on JAX is tested below with --backend jax).
 TF = {"KERAS_BACKEND": "tensorflow"}
@@ -70,12 +66,30 @@ def assert_same_metrics(m1: dict, m2: dict) -> None:
             assert m2[split][name] == pytest.approx(value, rel=1e-4, abs=1e-6), (split, name)
 
 
-def test_mirrored_over_two_cpus_matches_one_device(work):
+# Two epochs of 9 steps each (140 training rows, 16 a step): in the lost-worker test below,
+# worker 1 is lost at the fourth step of the second, after an epoch that the resume must keep.
+LONG = CONFIG.replace("batch_size: 32", "batch_size: 16").replace("name: tiny", "name: long")
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    """One TensorFlow process: run.yaml mirrored over two CPU devices (runs/two) and on one
+    (runs/one), and long.yaml mirrored (runs/straight): two replicas of 8 rows a step sum
+    their gradients as two workers do, so it is the lost-worker test's uninterrupted run."""
+    work = tmp_path_factory.mktemp("mirrored")
+    (work / "run.yaml").write_text(CONFIG)
+    (work / "long.yaml").write_text(LONG)
+    two = ["--strategy", "mirrored", "--set", "distribution.cpu_devices=2"]
     code, out, err = finish(runs_in_one_process(
-        work, ["train", "run.yaml", "-q", "--strategy", "mirrored",
-               "--set", "distribution.cpu_devices=2", "--set", "output.name=two"],
+        work, ["train", "run.yaml", "-q", *two, "--set", "output.name=two"],
+        ["train", "long.yaml", "-q", *two, "--set", "output.name=straight"],
         ["train", "run.yaml", "-q", "--set", "output.name=one"], env=TF))
     assert code == 0, err
+    return work, out
+
+
+def test_mirrored_over_two_cpus_matches_one_device(mirrored):
+    work, out = mirrored
     # TensorFlow's TFLite module imports JAX when it can, for a converter nntrain never uses
     # (a second of start-up); nntrain hides it.
     assert out.splitlines()[-1] == "jax imported: False"
@@ -186,49 +200,45 @@ def test_multi_worker_without_a_cluster_says_what_is_missing(cli, tiny, monkeypa
     assert "needs the workers" in r.err and "TF_CONFIG" in r.err
 
 
-# Long enough (about a second an epoch with two workers) to lose a worker in the middle. Two
-# epochs: the worker is lost in the second, after one that the resume must keep.
-LONG = CONFIG.replace("samples: 200", "samples: 1600") \
-    .replace("batch_size: 32", "batch_size: 16").replace("name: tiny", "name: long")
+LOST_AT = "kill:step:13"  # tests/faults.py: worker 1, at the fourth of epoch 2's 9 steps
 
 
-def cluster(work: Path, chief: list[str], other: list[str]) -> list[subprocess.Popen]:
-    """Two workers on fresh ports, running `nntrain train` with these arguments."""
+def cluster(work: Path, chief: list[str], other: list[str],
+            fault: str | None = None) -> list[subprocess.Popen]:
+    """Two workers on fresh ports, running `nntrain train` with these arguments; worker 1
+    through tests/faults.py with ``fault``."""
     workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
     flags = ["--strategy", "multi_worker", "--workers", workers,
              "--set", "distribution.timeout=60"]
     # TF_CPP_MIN_LOG_LEVEL unset, as a user's would be: nntrain chooses it.
-    return [nntrain(work, "train", *args, *flags, "--worker-index", str(i),
-                    env={**TF, "TF_CPP_MIN_LOG_LEVEL": None})
+    return [start(work, "train", *args, *flags, "--worker-index", str(i),
+                  fault=fault if i else None, extra_env={**TF, "TF_CPP_MIN_LOG_LEVEL": None})
             for i, args in enumerate((chief, other))]
 
 
-def test_a_lost_worker_stops_the_run_and_every_worker_resumes_it_bit_for_bit(work):
+def test_a_lost_worker_stops_the_run_and_every_worker_resumes_it_bit_for_bit(work, mirrored):
     """Also what two workers do when nothing goes wrong: train one model, write one run."""
     import keras
     import numpy as np
 
     (work / "long.yaml").write_text(LONG)
-    chief, other = cluster(work, ["long.yaml"], ["long.yaml"])
-    # The reference: two workers that are never interrupted, meanwhile (its own ports).
-    straight = cluster(work, *[["long.yaml", "--set", "output.name=straight"]] * 2)
-    for line in chief.stderr:
-        if line.split()[:2] == ["epoch", "1/2"]:
-            break
-    other.kill()
+    chief, other = cluster(work, ["long.yaml"], ["long.yaml"], fault=LOST_AT)
+    code, _, err = finish(other)
+    assert code == -9, err
     # The heartbeats (distribution.heartbeat_timeout) notice; never a hang.
     code, out, err = finish(chief, timeout=120)
     assert code == 1
     run = work / "runs" / "long"
     # One line after epoch 1's: TensorFlow's C++ log of the aborted collectives is held back.
     lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    line = lines[0]
+    epoch_1 = [i for i, line in enumerate(lines) if line.split()[:2] == ["epoch", "1/2"]]
+    assert epoch_1 and len(lines) == epoch_1[0] + 2, err
+    line = lines[-1]
     assert "worker 1 (127.0.0.1:" in line and "stopped during training" in line, err
     assert f"--resume {Path('runs') / 'long'}" in line, err
     assert json.loads((run / "manifest.json").read_text())["status"] == "failed"
     before = (run / "history.csv").read_text().splitlines()
-    assert len(before) >= 2  # the header and at least epoch 1
+    assert [r.split(",")[0] for r in before[1:]] == ["1"]  # the header and epoch 1
 
     # Every worker again, on new ports: the chief continues its run and worker 1, given the
     # config (it needs no run directory), follows it.
@@ -242,21 +252,17 @@ def test_a_lost_worker_stops_the_run_and_every_worker_resumes_it_bit_for_bit(wor
     after = (run / "history.csv").read_text().splitlines()
     assert after[:len(before)] == before and [r.split(",")[0] for r in after[1:]] == \
         ["1", "2"]
-    # ... to the same weights, bit for bit, as two workers that were never interrupted. They
-    # train one model and write one run, which only the chief reports.
-    (c0, out0, err0), (c1, out1, err1) = [finish(p) for p in straight]
-    assert c0 == 0 and c1 == 0, err0 + err1
-    assert out0.strip() == str(Path("runs") / "straight") and out1 == ""
-    assert sorted(p.name for p in (work / "runs").iterdir()) == ["long", "straight"]
-    straight = work / "runs" / "straight"
-    assert json.loads((straight / "manifest.json").read_text())["status"] == "finished"
-    resumed, model = [keras.models.load_model(work / "runs" / name / "model.keras")
-                      for name in ("long", "straight")]
+    # ... to the same weights and history, bit for bit, as a run never interrupted (mirrored
+    # over two devices: the same two replicas' sums). The workers train one model and write
+    # one run, which only the chief reports.
+    assert [p.name for p in (work / "runs").iterdir()] == ["long"]
+    straight = mirrored[0] / "runs" / "straight"
+    resumed, model = [keras.models.load_model(path / "model.keras") for path in (run, straight)]
     for a, b in zip(resumed.get_weights(), model.get_weights(), strict=True):
         assert (a == b).all()
     assert (run / "history.csv").read_text() == (straight / "history.csv").read_text()
     x = np.random.RandomState(0).randn(16, 2).astype("float32")
-    loss, accuracy = model.evaluate(x, (x[:, 0] > 0).astype("float32"), verbose=0)
+    loss, accuracy = resumed.evaluate(x, (x[:, 0] > 0).astype("float32"), verbose=0)
     assert np.isfinite(loss) and 0 <= accuracy <= 1
 
 
