@@ -203,17 +203,23 @@ def test_multi_worker_without_a_cluster_says_what_is_missing(cli, tiny, monkeypa
 LOST_AT = "kill:step:13"  # tests/faults.py: worker 1, at the fourth of epoch 2's 9 steps
 
 
-def cluster(work: Path, chief: list[str], other: list[str],
-            fault: str | None = None) -> list[subprocess.Popen]:
-    """Two workers on fresh ports, running `nntrain train` with these arguments; worker 1
-    through tests/faults.py with ``fault``."""
-    workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
+def cluster(work: Path, *each: list[str], fault: str | None = None,
+            script: str | None = None) -> list[subprocess.Popen]:
+    """One worker for each argument list, on fresh ports, running `nntrain train ARGS`;
+    worker 1 through tests/faults.py with ``fault``, or every worker through ``script``."""
+    workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(len(each)))
     flags = ["--strategy", "multi_worker", "--workers", workers,
              "--set", "distribution.timeout=60"]
     # TF_CPP_MIN_LOG_LEVEL unset, as a user's would be: nntrain chooses it.
+    env = {**TF, "TF_CPP_MIN_LOG_LEVEL": None}
+    if script is not None:
+        return [subprocess.Popen([sys.executable, "-c", script, "train", *args, *flags,
+                                  "--worker-index", str(i)], cwd=work, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=helper_env(**env))
+                for i, args in enumerate(each)]
     return [start(work, "train", *args, *flags, "--worker-index", str(i),
-                  fault=fault if i else None, extra_env={**TF, "TF_CPP_MIN_LOG_LEVEL": None})
-            for i, args in enumerate((chief, other))]
+                  fault=fault if i == 1 else None, extra_env=env)
+            for i, args in enumerate(each)]
 
 
 def test_a_lost_worker_stops_the_run_and_every_worker_resumes_it_bit_for_bit(work, mirrored):
@@ -266,12 +272,42 @@ def test_a_lost_worker_stops_the_run_and_every_worker_resumes_it_bit_for_bit(wor
     assert np.isfinite(loss) and 0 <= accuracy <= 1
 
 
-def test_a_worker_with_a_different_config_is_refused(work):
-    chief, other = cluster(work, ["run.yaml", "--set", "training.epochs=3"], ["run.yaml"])
-    (c0, _, err0), (c1, out1, err1) = finish(chief), finish(other)
+# `nntrain ARGS`, and then whether TensorFlow was imported, on stderr.
+SAYS_IF_TENSORFLOW = """
+import sys
+from nntrain.cli.app import main
+code = main(sys.argv[1:])
+print("tensorflow imported:", "tensorflow" in sys.modules, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_a_worker_with_a_different_config_is_refused_before_tensorflow_starts(work):
+    chief, other = cluster(work, ["run.yaml", "--set", "training.epochs=3"], ["run.yaml"],
+                           script=SAYS_IF_TENSORFLOW)
+    (c0, out0, err0), (c1, out1, err1) = finish(chief), finish(other)
     assert c1 == 2 and out1 == ""
     assert "this worker's config differs from the chief's: training.epochs: 3 -> 2" in err1
-    assert c0 == 1 and "worker 1" in err0
+    assert c0 == 1 and out0 == ""
+    assert "worker 1 (127.0.0.1:" in err0 and "training.epochs: 3 -> 2" in err0
+    # Within a second, not after TensorFlow's import (a minute on a loaded machine).
+    for err in err0, err1:
+        assert err.splitlines()[-1] == "tensorflow imported: False"
+        assert len(err.splitlines()) == 2, err
+    assert not (work / "runs").exists()
+
+
+def test_one_differing_worker_stops_every_worker_of_three(work):
+    """The workers whose config agrees do not go on to wait for the one that left."""
+    workers = cluster(work, ["run.yaml"], ["run.yaml"],
+                      ["run.yaml", "--set", "training.batch_size=16"], script=SAYS_IF_TENSORFLOW)
+    (c0, _, err0), (c1, _, err1), (c2, _, err2) = [finish(w) for w in workers]
+    assert c2 == 2 and "config differs from the chief's: training.batch_size: 32 -> 16" in err2
+    assert c0 == 1 and "worker 2 (127.0.0.1:" in err0
+    assert c1 == 1 and "the chief stopped the run: worker 2 (127.0.0.1:" in err1
+    for err in err0, err1, err2:
+        assert err.splitlines()[-1] == "tensorflow imported: False"
+    assert not (work / "runs").exists()
 
 
 def test_the_jax_patch_refuses_a_keras_it_does_not_fit(monkeypatch):

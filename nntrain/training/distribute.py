@@ -5,13 +5,15 @@ multi-worker runs MultiWorkerMirroredStrategy, which start their own gRPC server
 all-reduce the gradients. On JAX, mirrored runs use Keras's own keras.distribution.DataParallel
 over this machine's devices (each batch split along its rows, the variables replicated, XLA
 doing the all-reduce); multi-worker runs need TensorFlow. This module only builds the
-strategy, checks that the other workers are there (before TensorFlow is imported, and again
-before the first collective, which would otherwise wait for them), sets how soon a lost worker
-is noticed (distribution.heartbeat_timeout), and works around three Keras bugs.
+strategy, checks that the other workers are there and agree on the config (before TensorFlow
+is imported), checks again before the first collective (which would otherwise wait for them),
+sets how soon a lost worker is noticed (distribution.heartbeat_timeout), and works around three
+Keras bugs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import json
 import os
@@ -21,8 +23,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from nntrain.config.schema import Distribution
+from nntrain.config.schema import DATA_PATH_KEYS, Distribution
 from nntrain.errors import ConfigError, NntrainError, UsageError
+from nntrain.runs.record import config_changes
 from nntrain.tf import import_keras, split_cpu
 
 
@@ -261,21 +264,155 @@ def _local_devices(tf: Any) -> list[str]:
 _held: socket.socket | None = None
 
 
-def find_peers(cfg: Distribution) -> None:
+def find_peers(cfg: Distribution, config: dict[str, Any]) -> None:
     """multi_worker, before TensorFlow is imported (seconds, a minute on a loaded machine): wait
-    for every other worker to answer, so that a missing or misaddressed one fails at once.
-    This worker's port stays held meanwhile, through the import, so that the others' checks
-    see it too; make_strategy checks again, after the import, and frees it."""
+    for every other worker to answer, so that a missing or misaddressed one fails at once, and
+    agree on the config (``config``, resolved, is this worker's): each other worker compares
+    its own with the chief's, and the run starts only if none differs (see below). This
+    worker's port stays held meanwhile, through the import, so that the others' checks see it
+    too; make_strategy checks again, after the import, and frees it."""
     global _held
     release_port()
     cluster = cluster_of(cfg)
+    deadline = time.monotonic() + cfg.timeout
     listener = _listen(cluster)
     try:
-        _connect_all(cluster, time.monotonic() + cfg.timeout, cfg.timeout)
+        if cluster.chief:
+            _connect_all(cluster, deadline, cfg.timeout)
+            _agree_as_chief(listener, cluster, config, deadline, cfg.timeout)
+        else:
+            # The agreement first: it waits for every worker, so that one that left (its
+            # config differed) is never waited for here.
+            _agree_with_chief(cluster, config, deadline, cfg.timeout)
+            _connect_all(cluster, deadline, cfg.timeout, first=1)
     except BaseException:
         listener.close()
         raise
     _held = listener
+
+
+# Keys that may differ between the workers of one run: where each finds the data and writes.
+_PER_WORKER = ("distribution.", "output.",
+               *(f"data.{'.'.join(key)}:" for key in DATA_PATH_KEYS))
+
+
+def config_differences(chief: dict[str, Any], mine: dict[str, Any]) -> list[str]:
+    """What in this worker's resolved config differs from the chief's, beyond the keys each
+    worker sets for itself, as 'key: chief's -> mine' lines."""
+    return [c for c in config_changes(chief, mine) if not c.startswith(_PER_WORKER)]
+
+
+# The agreement, over a TCP connection from each other worker to the chief's port, one line
+# at a time: the worker says who it is; the chief sends its resolved config (JSON); the worker
+# answers "ok" or "differs" with the differences (JSON), and one that differs stops there
+# (exit 2). Once every worker has answered, the chief tells the others to go on ("go") or to
+# stop because one differs ("stop" and why): a run starts on every worker or on none, and
+# nobody waits for a worker that left.
+_HELLO = "nntrain-worker"
+
+
+def _agree_as_chief(listener: socket.socket, cluster: Cluster, config: dict[str, Any],
+                    deadline: float, timeout: float) -> None:
+    waiting = set(range(1, len(cluster.workers)))
+    answered: list[tuple[int, socket.socket]] = []
+    differs: dict[int, list[str]] = {}
+    text = json.dumps(config) + "\n"
+    try:
+        while waiting:
+            try:
+                conn = _accept(listener, deadline)
+            except TimeoutError:
+                late = min(waiting)
+                raise NntrainError(f"worker {late} ({cluster.workers[late]}) did not check its "
+                                   f"config with the chief within {timeout:g}s; start every "
+                                   "worker with the same nntrain version and workers list, or "
+                                   "raise distribution.timeout") from None
+            lines = _Lines(conn, deadline)
+            try:
+                hello, _, index = lines.read().partition(" ")
+                if hello != _HELLO or not index.isdigit() or int(index) not in waiting:
+                    conn.close()  # a check that the port answers, or a stranger
+                    continue
+                conn.sendall(text.encode())
+                verdict, _, detail = lines.read().partition(" ")
+            except OSError:  # TimeoutError too: that worker went away, or is slow to answer
+                conn.close()
+                continue
+            if verdict not in ("ok", "differs"):
+                conn.close()  # gone before it answered
+                continue
+            waiting.discard(int(index))
+            if verdict == "differs":
+                differs[int(index)] = json.loads(detail)
+                conn.close()
+            else:
+                answered.append((int(index), conn))
+        reason = "; ".join(f"worker {i} ({cluster.workers[i]})'s config differs from the "
+                           f"chief's: {'; '.join(changes)}"
+                           for i, changes in sorted(differs.items()))
+        for _, conn in answered:
+            with contextlib.suppress(OSError):
+                conn.sendall((f"stop {reason}" if reason else "go").encode() + b"\n")
+    finally:
+        for _, conn in answered:
+            conn.close()
+    if reason:
+        raise NntrainError(f"{reason}; start every worker with the same config and --set "
+                           "options")
+
+
+def _agree_with_chief(cluster: Cluster, config: dict[str, Any], deadline: float,
+                      timeout: float) -> None:
+    try:
+        with _connect(cluster, 0, deadline, timeout) as conn:
+            lines = _Lines(conn, deadline)
+            conn.sendall(f"{_HELLO} {cluster.index}\n".encode())
+            changes = config_differences(json.loads(lines.read()), config)
+            if changes:
+                conn.sendall(f"differs {json.dumps(changes)}\n".encode())
+            else:
+                conn.sendall(b"ok\n")
+                answer, _, reason = lines.read().partition(" ")
+    except (OSError, ValueError) as exc:  # ValueError: no config came
+        raise NntrainError(f"worker 0 ({cluster.workers[0]}), the chief, "
+                           + (f"did not send its config within {timeout:g}s"
+                              if isinstance(exc, TimeoutError) else "closed the connection")
+                           + "; start every worker with the same nntrain version and workers "
+                           "list, or raise distribution.timeout") from None
+    if changes:
+        raise UsageError(f"this worker's config differs from the chief's: {'; '.join(changes)}"
+                         "; start every worker with the same config and --set options")
+    if answer != "go":
+        raise NntrainError(f"the chief stopped the run: {reason}" if answer == "stop" else
+                           f"worker 0 ({cluster.workers[0]}), the chief, went away before the "
+                           "run started")
+
+
+def _accept(listener: socket.socket, deadline: float) -> socket.socket:
+    """The next connection to ``listener``; TimeoutError after ``deadline``."""
+    listener.settimeout(max(0.01, deadline - time.monotonic()))
+    try:
+        return listener.accept()[0]
+    finally:
+        listener.settimeout(None)
+
+
+class _Lines:
+    """Lines read from a connection, each by ``deadline`` (TimeoutError after it); "" at the
+    end of the connection."""
+
+    def __init__(self, conn: socket.socket, deadline: float) -> None:
+        self.conn, self.deadline, self.buffer = conn, deadline, b""
+
+    def read(self) -> str:
+        while b"\n" not in self.buffer:
+            self.conn.settimeout(max(0.01, self.deadline - time.monotonic()))
+            chunk = self.conn.recv(65536)
+            if not chunk:
+                return ""
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode()
 
 
 def release_port() -> None:
@@ -310,24 +447,27 @@ def _listen(cluster: Cluster) -> socket.socket:
     return listener
 
 
-def _connect_all(cluster: Cluster, deadline: float, timeout: float) -> None:
-    for i, address in enumerate(cluster.workers):
-        if i == cluster.index:
-            continue
-        host, _, port = address.rpartition(":")
-        while True:
-            try:
-                with socket.create_connection((host.strip("[]"), int(port)),
-                                              timeout=max(0.1, min(2.0, deadline -
-                                                                   time.monotonic()))):
-                    break
-            except OSError as exc:
-                if time.monotonic() >= deadline:
-                    raise NntrainError(f"worker {i} ({address}) did not answer within "
-                                       f"{timeout:g}s ({exc.strerror or exc}); start every "
-                                       "worker with the same workers list, or raise "
-                                       "distribution.timeout") from None
-                time.sleep(0.2)
+def _connect_all(cluster: Cluster, deadline: float, timeout: float, first: int = 0) -> None:
+    """Connect to every other worker from index ``first`` on, retrying until ``deadline``."""
+    for i in range(first, len(cluster.workers)):
+        if i != cluster.index:
+            _connect(cluster, i, deadline, timeout).close()
+
+
+def _connect(cluster: Cluster, i: int, deadline: float, timeout: float) -> socket.socket:
+    """A connection to worker ``i``, retried until ``deadline`` (it may not listen yet)."""
+    host, _, port = cluster.workers[i].rpartition(":")
+    while True:
+        try:
+            return socket.create_connection((host.strip("[]"), int(port)), timeout=max(
+                0.1, min(2.0, deadline - time.monotonic())))
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise NntrainError(f"worker {i} ({cluster.workers[i]}) did not answer within "
+                                   f"{timeout:g}s ({exc.strerror or exc}); start every worker "
+                                   "with the same workers list, or raise distribution.timeout"
+                                   ) from None
+            time.sleep(0.2)
 
 
 def prepare_model(model: Any, strategy: Any) -> None:
@@ -352,6 +492,8 @@ def prepare_model(model: Any, strategy: Any) -> None:
 
 
 _patched = False
+
+
 def _patch_keras_multi_worker() -> None:
     """Keras 3.15 cannot fit() under MultiWorkerMirroredStrategy (keras-team/keras#20585): it
     averages each step's scalar logs across workers with axis=0, which scalars lack. Average

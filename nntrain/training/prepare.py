@@ -19,6 +19,7 @@ from nntrain.config.schema import RunConfig
 from nntrain.data import tabular
 from nntrain.data.dataset import Dataset, load_dataset
 from nntrain.errors import ConfigError, did_you_mean
+from nntrain.runs.record import resolved_config
 from nntrain.sizes import check_model
 from nntrain.model import build_loss, build_metrics, build_model, build_optimizer, input_shape_of
 from nntrain.training.target_scale import TargetScale, fit_target_scale
@@ -96,8 +97,11 @@ def with_backend(loaded: LoadedConfig) -> LoadedConfig:
     name = backend.choose(config.training.backend, needs_tensorflow=(
         f"distribution.strategy: {dist.strategy}" if dist.strategy == "multi_worker"
         else None))
+    training = config.training.model_copy(update={"backend": name})
+    loaded = dataclasses.replace(loaded, config=config.model_copy(update={"training": training}))
     if dist.strategy == "multi_worker":
-        distribute.find_peers(dist)  # before the import: a missing worker fails at once
+        # Before the import: a missing worker, or one whose config differs, fails at once.
+        distribute.find_peers(dist, resolved_config(loaded))
         # When a worker stops, TensorFlow's C++ runtime logs the abort of every collective on
         # the workers left (seven ERROR lines each) before nntrain says in one line which
         # worker stopped and how to resume (distribute.lost_peer). Only FATAL, unless the
@@ -106,8 +110,7 @@ def with_backend(loaded: LoadedConfig) -> LoadedConfig:
     backend.use(name)
     if name == "jax":
         distribute.split_jax_cpu(dist)  # before jax starts
-    training = config.training.model_copy(update={"backend": name})
-    return dataclasses.replace(loaded, config=config.model_copy(update={"training": training}))
+    return loaded
 
 
 def prepare(loaded: LoadedConfig) -> Prepared:

@@ -21,7 +21,6 @@ import yaml
 
 from nntrain import backend
 from nntrain.config import LoadedConfig
-from nntrain.config.schema import DATA_PATH_KEYS
 from nntrain.data import tabular
 from nntrain.data.baseline import BASELINE, training_rows
 from nntrain.data.dataset import evaluation_batch
@@ -131,10 +130,10 @@ def _follow_chief(prepared: Prepared, session: _Session) -> _Session:
     """Multi-worker runs: every worker starts from the chief's state, its checkpoint when it
     resumes, sent over tf.distribute's collectives (every worker then restores it the same
     way, creating the optimizer's variables in step); so the other workers need neither the run
-    directory nor a shared filesystem. A worker whose config or data differ from the chief's
-    stops here with the differences, rather than training a different model in lockstep."""
-    mine = {"config": resolved_config(prepared.loaded),
-            "fingerprint": prepared.dataset.fingerprint}
+    directory nor a shared filesystem. The workers agreed on the config before TensorFlow
+    started (distribute.find_peers); one whose data differ from the chief's stops here, rather
+    than training a different model in lockstep."""
+    mine = {"fingerprint": prepared.dataset.fingerprint}
     payload = b""
     if prepared.chief:
         head = json.dumps(mine).encode()
@@ -145,11 +144,6 @@ def _follow_chief(prepared: Prepared, session: _Session) -> _Session:
         return session
     size = int.from_bytes(data[:8], "little")
     chief = json.loads(data[8:8 + size])
-    changes = [c for c in config_changes(chief["config"], mine["config"])
-               if not c.startswith(_PER_WORKER)]
-    if changes:
-        raise UsageError(f"this worker's config differs from the chief's: {'; '.join(changes)}; "
-                         "start every worker with the same config and --set options")
     if chief["fingerprint"] != mine["fingerprint"]:
         raise UsageError("this worker's data differ from the chief's (their fingerprints "
                          "differ); every worker must load the same rows")
@@ -157,11 +151,6 @@ def _follow_chief(prepared: Prepared, session: _Session) -> _Session:
         return session
     ckpt = checkpoint.parse(data[8 + size:], "the chief's checkpoint")
     return dataclasses.replace(session, state=ckpt.state, checkpoint=ckpt)
-
-
-# Keys that may differ between the workers of one run: where each finds the data and writes.
-_PER_WORKER = ("distribution.", "output.",
-               *(f"data.{'.'.join(key)}:" for key in DATA_PATH_KEYS))
 
 
 def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = False,
