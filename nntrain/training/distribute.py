@@ -412,7 +412,7 @@ class _Lines:
                 return ""
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
-        return line.decode()
+        return line.decode(errors="replace")
 
 
 def release_port() -> None:
