@@ -75,21 +75,34 @@ LONG = CONFIG.replace("batch_size: 32", "batch_size: 16").replace("name: tiny", 
 def mirrored(tmp_path_factory):
     """One TensorFlow process: run.yaml mirrored over two CPU devices (runs/two) and on one
     (runs/one), and long.yaml mirrored (runs/straight): two replicas of 8 rows a step sum
-    their gradients as two workers do, so it is the lost-worker test's uninterrupted run."""
+    their gradients as two workers do, so it is the lost-worker test's uninterrupted run.
+    Then `nntrain validate` of a multi-worker config whose workers are not there."""
     work = tmp_path_factory.mktemp("mirrored")
     (work / "run.yaml").write_text(CONFIG)
     (work / "long.yaml").write_text(LONG)
     two = ["--strategy", "mirrored", "--set", "distribution.cpu_devices=2"]
+    nobody = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
     code, out, err = finish(runs_in_one_process(
         work, ["train", "run.yaml", "-q", *two, "--set", "output.name=two"],
         ["train", "long.yaml", "-q", *two, "--set", "output.name=straight"],
-        ["train", "run.yaml", "-q", "--set", "output.name=one"], env=TF))
+        ["train", "run.yaml", "-q", "--set", "output.name=one"],
+        ["validate", "run.yaml", "--set", "distribution.strategy=multi_worker", "--set",
+         f"distribution.workers=[{nobody}]", "--set", "distribution.worker_index=0", "--set",
+         "distribution.timeout=1"], env=TF))
     assert code == 0, err
-    return work, out
+    return work, out, err
+
+
+def test_validate_checks_a_multi_worker_config_without_its_workers(mirrored):
+    """A config for a cluster is checked before the cluster exists (it said that worker 1
+    did not answer)."""
+    _, _, err = mirrored
+    assert "multi_worker: the other workers were not contacted" in err
+    assert err.strip().splitlines()[-1] == "run.yaml: OK (binary, 140 training rows)"
 
 
 def test_mirrored_over_two_cpus_matches_one_device(mirrored):
-    work, out = mirrored
+    work, out, _ = mirrored
     # TensorFlow's TFLite module imports JAX when it can, for a converter nntrain never uses
     # (a second of start-up); nntrain hides it.
     assert out.splitlines()[-1] == "jax imported: False"

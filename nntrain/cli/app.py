@@ -235,15 +235,19 @@ def validate(config: ConfigArg, set_: SetOpt = None, data: DataOpt = None) -> No
     """Check a config without training: every error at once, then a dry build of the model.
 
     Loads the data and builds the model to catch mismatches (labels, output units, input
-    shape), prints the model summary on stderr and writes nothing.
+    shape), prints the model summary on stderr and writes nothing. A multi-worker config is
+    checked without contacting the other workers.
     """
     from nntrain.training.train import prepare
 
     loaded = _load(config, set_, data)
     with _positions(loaded):
-        prepared = prepare(loaded)
+        prepared = prepare(loaded, contact_workers=False)
     err = stderr()
     err.print(summary_table(prepared.model))
+    if prepared.config.distribution.strategy == "multi_worker":
+        err.print("multi_worker: the other workers were not contacted (train checks that they "
+                  "answer and have the same config)")
     err.print(f"{config}: OK ({prepared.targets.task}, {len(prepared.dataset.x_train)} "
               "training rows)")
 

@@ -85,7 +85,7 @@ class Prepared:
             else contextlib.nullcontext()
 
 
-def with_backend(loaded: LoadedConfig) -> LoadedConfig:
+def with_backend(loaded: LoadedConfig, *, contact_workers: bool = True) -> LoadedConfig:
     """Choose the run's Keras backend and make it this process's, before keras is imported;
     the config gets it filled in, so that config.yaml records it and --resume keeps it."""
     config = loaded.config
@@ -99,7 +99,7 @@ def with_backend(loaded: LoadedConfig) -> LoadedConfig:
         else None))
     training = config.training.model_copy(update={"backend": name})
     loaded = dataclasses.replace(loaded, config=config.model_copy(update={"training": training}))
-    if dist.strategy == "multi_worker":
+    if dist.strategy == "multi_worker" and contact_workers:
         # Before the import: a missing worker, or one whose config differs, fails at once.
         distribute.find_peers(dist, resolved_config(loaded))
         # When a worker stops, TensorFlow's C++ runtime logs the abort of every collective on
@@ -113,13 +113,18 @@ def with_backend(loaded: LoadedConfig) -> LoadedConfig:
     return loaded
 
 
-def prepare(loaded: LoadedConfig) -> Prepared:
-    """Load the data, check it against the model and loss, and build the model."""
-    loaded = with_backend(loaded)
+def prepare(loaded: LoadedConfig, *, contact_workers: bool = True) -> Prepared:
+    """Load the data, check it against the model and loss, and build the model. A
+    multi_worker config without ``contact_workers`` (`nntrain validate`) is checked as far as
+    it goes without the other workers: its cluster is read, nobody is called."""
+    loaded = with_backend(loaded, contact_workers=contact_workers)
     keras = import_keras()
     config = loaded.config
-    # First: distribution.cpu_devices must come before TensorFlow runs anything.
-    strategy, cluster = distribute.make_strategy(config.distribution)
+    if config.distribution.strategy == "multi_worker" and not contact_workers:
+        strategy, cluster = None, None
+    else:
+        # First: distribution.cpu_devices must come before TensorFlow runs anything.
+        strategy, cluster = distribute.make_strategy(config.distribution)
     seed = config.training.seed
     backend.set_random_seed(keras, seed)
     ds = load_dataset(config.data, seed, loaded.base_dir,
