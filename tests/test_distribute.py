@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -217,22 +218,27 @@ LOST_AT = "kill:step:13"  # tests/faults.py: worker 1, at the fourth of epoch 2'
 
 
 def cluster(work: Path, *each: list[str], fault: str | None = None,
-            script: str | None = None) -> list[subprocess.Popen]:
-    """One worker for each argument list, on fresh ports, running `nntrain train ARGS`;
-    worker 1 through tests/faults.py with ``fault``, or every worker through ``script``."""
-    workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(len(each)))
-    flags = ["--strategy", "multi_worker", "--workers", workers,
-             "--set", "distribution.timeout=60"]
-    # TF_CPP_MIN_LOG_LEVEL unset, as a user's would be: nntrain chooses it.
-    env = {**TF, "TF_CPP_MIN_LOG_LEVEL": None}
-    if script is not None:
-        return [subprocess.Popen([sys.executable, "-c", script, "train", *args, *flags,
-                                  "--worker-index", str(i)], cwd=work, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, env=helper_env(**env))
-                for i, args in enumerate(each)]
-    return [start(work, "train", *args, *flags, "--worker-index", str(i),
-                  fault=fault if i == 1 else None, extra_env=env)
-            for i, args in enumerate(each)]
+            script: str | None = None, elsewhere: Path | None = None,
+            workers: list[str] | None = None) -> list[subprocess.Popen]:
+    """One worker for each argument list, on fresh ports, running `nntrain train ARGS` in
+    ``work`` (the others than the chief in ``elsewhere`` if given); worker 1 through
+    tests/faults.py with ``fault``, or every worker through ``script``; ``workers``: each
+    worker's workers list, when they should not agree."""
+    ports = ",".join(f"127.0.0.1:{p}" for p in free_ports(len(each)))
+    env = {**TF, "TF_CPP_MIN_LOG_LEVEL": None}  # unset, as a user's would be: nntrain chooses
+    procs = []
+    for i, args in enumerate(each):
+        args = ["train", *args, "--strategy", "multi_worker", "--workers",
+                workers[i] if workers else ports, "--set", "distribution.timeout=60",
+                "--worker-index", str(i)]
+        cwd = elsewhere if i and elsewhere else work
+        if script is None:
+            procs.append(start(cwd, *args, fault=fault if i == 1 else None, extra_env=env))
+        else:
+            procs.append(subprocess.Popen([sys.executable, "-c", script, *args], cwd=cwd,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True, env=helper_env(**env)))
+    return procs
 
 
 def test_a_lost_worker_stops_the_run_and_every_worker_resumes_it_bit_for_bit(work, mirrored):
@@ -259,13 +265,24 @@ def test_a_lost_worker_stops_the_run_and_every_worker_resumes_it_bit_for_bit(wor
     before = (run / "history.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in before[1:]] == ["1"]  # the header and epoch 1
 
+    # The lost worker's scratch directory (the others write into one that they delete at the
+    # end; a SIGKILL leaves it).
+    left = list(Path(tempfile.gettempdir()).glob(f"nntrain-worker-{other.pid}-*"))
+    assert len(left) == 1 and (left[0] / ".long.partial").is_dir()
+
     # Every worker again, on new ports: the chief continues its run and worker 1, given the
-    # config (it needs no run directory), follows it.
+    # config, follows it from a directory of its own (it needs no run directory).
+    elsewhere = work / "elsewhere"
+    elsewhere.mkdir()
     (c0, out0, err0), (c1, out1, err1) = [finish(p) for p in cluster(
-        work, ["--resume", "runs/long"], ["long.yaml", "--resume", "runs/long"])]
+        work, ["--resume", "runs/long"], [str(work / "long.yaml"), "--resume", "runs/long"],
+        elsewhere=elsewhere)]
     assert c1 == 0, err1
     assert c0 == 0, err0
     assert out0.strip() == str(Path("runs") / "long") and out1 == ""
+    assert list(elsewhere.iterdir()) == []
+    # The scratch directory the SIGKILL left went when the next worker started.
+    assert not left[0].exists()
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished" and len(manifest["resumes"]) == 1
     after = (run / "history.csv").read_text().splitlines()
@@ -308,6 +325,18 @@ def test_a_worker_with_a_different_config_is_refused_before_tensorflow_starts(wo
         assert err.splitlines()[-1] == "tensorflow imported: False"
         assert len(err.splitlines()) == 2, err
     assert not (work / "runs").exists()
+
+
+def test_workers_started_with_different_workers_lists_are_told_so(work):
+    chief_port, mine, theirs = free_ports(3)
+    chief, other = cluster(work, ["run.yaml"], ["run.yaml"], workers=[
+        f"127.0.0.1:{chief_port},127.0.0.1:{mine}", f"127.0.0.1:{chief_port},127.0.0.1:{theirs}"])
+    (c0, _, err0), (c1, _, err1) = finish(chief), finish(other)
+    difference = (f"distribution.workers: ['127.0.0.1:{chief_port}', '127.0.0.1:{mine}'] -> "
+                  f"['127.0.0.1:{chief_port}', '127.0.0.1:{theirs}']")
+    assert c1 == 2 and f"this worker's config differs from the chief's: {difference}" in err1
+    assert c0 == 1 and f"worker 1 (127.0.0.1:{mine}) has a config that differs" in err0
+    assert difference in err0
 
 
 def test_one_differing_worker_stops_every_worker_of_three(work):

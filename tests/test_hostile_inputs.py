@@ -160,6 +160,11 @@ def test_a_bad_tf_config_index_is_bad_usage_like_a_bad_worker_index(monkeypatch)
                                          r"workers \(0 to 1\)") as exc:
         cluster_of(Distribution(strategy="multi_worker"))
     assert exc.value.exit_code == 2
+    # Said "for the 1 workers (0 to 0)".
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1"]}, "task": {"index": 3}}')
+    with pytest.raises(UsageError, match=r"task index 3 is out of range for its one worker "
+                                         r"\(0\)$"):
+        cluster_of(Distribution(strategy="multi_worker"))
 
 
 def test_generated_csv_is_written_in_pieces_with_the_same_bytes():

@@ -61,8 +61,9 @@ def cluster_of(cfg: Distribution) -> Cluster:
         raise UsageError(f"TF_CONFIG: task type '{task.get('type')}' is not supported; "
                          "MultiWorkerMirroredStrategy needs every task to be a worker")
     if not 0 <= index < len(workers):
-        raise UsageError(f"TF_CONFIG: task index {index} is out of range for the "
-                         f"{len(workers)} workers (0 to {len(workers) - 1})")
+        raise UsageError(f"TF_CONFIG: task index {index} is out of range for "
+                         + (f"the {len(workers)} workers (0 to {len(workers) - 1})"
+                            if len(workers) > 1 else "its one worker (0)"))
     return Cluster(workers, index)
 
 
@@ -267,31 +268,31 @@ _held: socket.socket | None = None
 def find_peers(cfg: Distribution, config: dict[str, Any]) -> None:
     """multi_worker, before TensorFlow is imported (seconds, a minute on a loaded machine): wait
     for every other worker to answer, so that a missing or misaddressed one fails at once, and
-    agree on the config (``config``, resolved, is this worker's): each other worker compares
-    its own with the chief's, and the run starts only if none differs (see below). This
-    worker's port stays held meanwhile, through the import, so that the others' checks see it
-    too; make_strategy checks again, after the import, and frees it."""
+    agree on the config (``config``, resolved, is this worker's) and the workers list: each
+    other worker compares its own with the chief's, and the run starts only if none differs
+    (see below). This worker's port stays held meanwhile, through the import, so that the
+    others' checks see it too; make_strategy checks again, after the import, and frees it."""
     global _held
     release_port()
     cluster = cluster_of(cfg)
     deadline = time.monotonic() + cfg.timeout
     listener = _listen(cluster)
     try:
+        # The agreement first: the chief waits in it for every worker, so that one that left
+        # (its config differed) is never waited for by the others.
         if cluster.chief:
-            _connect_all(cluster, deadline, cfg.timeout)
             _agree_as_chief(listener, cluster, config, deadline, cfg.timeout)
         else:
-            # The agreement first: it waits for every worker, so that one that left (its
-            # config differed) is never waited for here.
             _agree_with_chief(cluster, config, deadline, cfg.timeout)
-            _connect_all(cluster, deadline, cfg.timeout, first=1)
+        _connect_all(cluster, deadline, cfg.timeout)
     except BaseException:
         listener.close()
         raise
     _held = listener
 
 
-# Keys that may differ between the workers of one run: where each finds the data and writes.
+# Keys that may differ between the workers of one run: where each finds the data and writes,
+# and which worker it is (the workers list itself is compared on its own).
 _PER_WORKER = ("distribution.", "output.",
                *(f"data.{'.'.join(key)}:" for key in DATA_PATH_KEYS))
 
@@ -303,34 +304,37 @@ def config_differences(chief: dict[str, Any], mine: dict[str, Any]) -> list[str]
 
 
 # The agreement, over a TCP connection from each other worker to the chief's port, one line
-# at a time: the worker says who it is; the chief sends its resolved config (JSON); the worker
-# answers "ok" or "differs" with the differences (JSON), and one that differs stops there
-# (exit 2). Once every worker has answered, the chief tells the others to go on ("go") or to
-# stop because one differs ("stop" and why): a run starts on every worker or on none, and
-# nobody waits for a worker that left.
+# at a time: the worker says who it is; the chief sends its resolved config and workers list
+# (JSON); the worker answers "ok" or "differs" with the differences (JSON), and one that
+# differs stops there (exit 2). Once every worker has answered, the chief tells the others to
+# go on ("go") or to stop because one differs ("stop" and why): a run starts on every worker
+# or on none, and nobody waits for a worker that left.
 _HELLO = "nntrain-worker"
 
 
 def _agree_as_chief(listener: socket.socket, cluster: Cluster, config: dict[str, Any],
                     deadline: float, timeout: float) -> None:
     waiting = set(range(1, len(cluster.workers)))
-    answered: list[tuple[int, socket.socket]] = []
+    answered: list[socket.socket] = []
     differs: dict[int, list[str]] = {}
-    text = json.dumps(config) + "\n"
+    text = json.dumps({"config": config, "workers": cluster.workers}) + "\n"
     try:
         while waiting:
             try:
                 conn = _accept(listener, deadline)
             except TimeoutError:
+                if differs:
+                    break  # told below, with the differences
                 late = min(waiting)
-                raise NntrainError(f"worker {late} ({cluster.workers[late]}) did not check its "
-                                   f"config with the chief within {timeout:g}s; start every "
-                                   "worker with the same nntrain version and workers list, or "
-                                   "raise distribution.timeout") from None
+                _connect(cluster, late, time.monotonic(), timeout).close()  # says why, if it
+                raise NntrainError(f"worker {late} ({cluster.workers[late]}) did not answer "
+                                   f"within {timeout:g}s; start every worker with the same "
+                                   "nntrain version and workers list, or raise "
+                                   "distribution.timeout") from None
             lines = _Lines(conn, deadline)
             try:
                 hello, _, index = lines.read().partition(" ")
-                if hello != _HELLO or not index.isdigit() or int(index) not in waiting:
+                if hello != _HELLO or not index.isdigit():
                     conn.close()  # a check that the port answers, or a stranger
                     continue
                 conn.sendall(text.encode())
@@ -338,23 +342,24 @@ def _agree_as_chief(listener: socket.socket, cluster: Cluster, config: dict[str,
             except OSError:  # TimeoutError too: that worker went away, or is slow to answer
                 conn.close()
                 continue
-            if verdict not in ("ok", "differs"):
-                conn.close()  # gone before it answered
-                continue
-            waiting.discard(int(index))
             if verdict == "differs":
                 differs[int(index)] = json.loads(detail)
+                waiting.discard(int(index))
                 conn.close()
+            elif verdict == "ok" and int(index) in waiting:
+                waiting.discard(int(index))
+                answered.append(conn)
             else:
-                answered.append((int(index), conn))
-        reason = "; ".join(f"worker {i} ({cluster.workers[i]})'s config differs from the "
-                           f"chief's: {'; '.join(changes)}"
-                           for i, changes in sorted(differs.items()))
-        for _, conn in answered:
+                conn.close()  # gone before it answered
+        reason = "; ".join(
+            f"worker {i}{f' ({cluster.workers[i]})' if i < len(cluster.workers) else ''} has a "
+            f"config that differs from the chief's: {'; '.join(changes)}"
+            for i, changes in sorted(differs.items()))
+        for conn in answered:
             with contextlib.suppress(OSError):
                 conn.sendall((f"stop {reason}" if reason else "go").encode() + b"\n")
     finally:
-        for _, conn in answered:
+        for conn in answered:
             conn.close()
     if reason:
         raise NntrainError(f"{reason}; start every worker with the same config and --set "
@@ -367,13 +372,17 @@ def _agree_with_chief(cluster: Cluster, config: dict[str, Any], deadline: float,
         with _connect(cluster, 0, deadline, timeout) as conn:
             lines = _Lines(conn, deadline)
             conn.sendall(f"{_HELLO} {cluster.index}\n".encode())
-            changes = config_differences(json.loads(lines.read()), config)
+            chief = json.loads(lines.read())
+            changes = config_differences(chief["config"], config)
+            if chief["workers"] != cluster.workers:
+                changes.append(f"distribution.workers: {chief['workers']!r} -> "
+                               f"{cluster.workers!r}")
             if changes:
                 conn.sendall(f"differs {json.dumps(changes)}\n".encode())
             else:
                 conn.sendall(b"ok\n")
                 answer, _, reason = lines.read().partition(" ")
-    except (OSError, ValueError) as exc:  # ValueError: no config came
+    except (OSError, ValueError, KeyError) as exc:  # ValueError, KeyError: no config came
         raise NntrainError(f"worker 0 ({cluster.workers[0]}), the chief, "
                            + (f"did not send its config within {timeout:g}s"
                               if isinstance(exc, TimeoutError) else "closed the connection")
@@ -447,9 +456,9 @@ def _listen(cluster: Cluster) -> socket.socket:
     return listener
 
 
-def _connect_all(cluster: Cluster, deadline: float, timeout: float, first: int = 0) -> None:
-    """Connect to every other worker from index ``first`` on, retrying until ``deadline``."""
-    for i in range(first, len(cluster.workers)):
+def _connect_all(cluster: Cluster, deadline: float, timeout: float) -> None:
+    """Connect to every other worker, retrying until ``deadline``."""
+    for i in range(len(cluster.workers)):
         if i != cluster.index:
             _connect(cluster, i, deadline, timeout).close()
 

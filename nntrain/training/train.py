@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -185,11 +186,34 @@ def train(loaded: LoadedConfig, *, argv: list[str] | None = None, force: bool = 
         # collectives), into a scratch directory that is deleted at the end. When the chief
         # resumes, they take its checkpoint from it (_follow_chief): they need no run
         # directory.
-        scratch = tempfile.mkdtemp(prefix="nntrain-worker-")
+        scratch = _scratch_directory()
         try:
             return _train(prepared, **{**kwargs, "resume": None}, root=scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+# The other workers' scratch directories, in the system's temporary directory: named with
+# their process ID, so that one a SIGKILL left behind goes when the next worker starts.
+_SCRATCH = "nntrain-worker-"
+
+
+def _scratch_directory() -> str:
+    for old in Path(tempfile.gettempdir()).glob(f"{_SCRATCH}*-*"):
+        pid = old.name[len(_SCRATCH):].partition("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{_SCRATCH}{os.getpid()}-")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process, or a system that cannot tell: keep its directory
+        pass
+    return True
 
 
 def _on_recorded_backend(loaded: LoadedConfig, resume: Path) -> LoadedConfig:
@@ -198,8 +222,8 @@ def _on_recorded_backend(loaded: LoadedConfig, resume: Path) -> LoadedConfig:
     (TensorFlow was the only backend then, and the default until JAX)."""
     try:
         recorded = yaml.safe_load(RunDir.open(resume).file(CONFIG).read_text()) or {}
-    except OSError:
-        return loaded  # no run there: _resume says so
+    except (OSError, UsageError):  # no run there: _resume says so (the other workers of a
+        return loaded              # multi-worker run need none)
     name = (recorded.get("training") or {}).get("backend") or "tensorflow"
     training = loaded.config.training.model_copy(update={"backend": name})
     return dataclasses.replace(loaded, config=loaded.config.model_copy(
