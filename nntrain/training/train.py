@@ -207,6 +207,8 @@ def _scratch_directory() -> str:
 
 
 def _running(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would end the process there; keep its directory
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
